@@ -1,0 +1,287 @@
+"""The ``mailguard`` command: run the relay, act on the queue, check policies, read the log.
+
+Queue commands act on the store directly and are safe while the server runs
+(the server sees the change within MAILGUARD_QUEUE_SCAN_INTERVAL). Every action
+is recorded in the send log with the acting user ``cli:<login name>``.
+
+Exit status: 0 success; 1 the action was refused or a check failed (policy
+errors, a broken log chain, a message not in a state that allows the action);
+2 bad usage or bad settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+import time
+from datetime import datetime
+
+from . import policy as policy_mod
+from .model import FINAL_STATES, QueuedMessage, State
+from .queue import act
+from .settings import Settings, SettingsError, load_settings
+from .store import Store, TransitionError
+from .users import ROLES, hash_password
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"設定エラー (settings error):\n{exc}", file=sys.stderr)
+        return 2
+    return args.func(settings, args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailguard", description="mailguard: 誤送信防止 SMTP リレー")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="リレーを起動する (run the relay)")
+    p.set_defaults(func=cmd_serve)
+
+    q = sub.add_parser("queue", help="キューの操作 (queue)").add_subparsers(required=True, metavar="ACTION")
+    p = q.add_parser("list", help="処理中のメール一覧")
+    p.add_argument("--state", action="append", choices=[s.value for s in State])
+    p.add_argument("--sender", help="送信者 (envelope sender or user)")
+    p.add_argument("--all", action="store_true", help="完了したメールも表示")
+    p.set_defaults(func=cmd_queue_list)
+    p = q.add_parser("show", help="1通の詳細")
+    p.add_argument("queue_id")
+    p.set_defaults(func=cmd_queue_show)
+    for action, text in (("release", "保留中のメールを今すぐ送信 (send now)"),
+                         ("approve", "承認して送信"), ("cancel", "送信を取り消す"),
+                         ("reject", "承認せずに送信を中止 (送信者に通知)")):
+        p = q.add_parser(action, help=text)
+        p.add_argument("queue_id")
+        p.add_argument("--comment", default="", required=action == "reject", help="理由・コメント")
+        p.set_defaults(func=cmd_queue_act, action=action)
+
+    pol = sub.add_parser("policy", help="ポリシー (policies)").add_subparsers(required=True, metavar="ACTION")
+    p = pol.add_parser("check", help="ポリシーファイルを検証する")
+    p.set_defaults(func=cmd_policy_check)
+
+    p = sub.add_parser("log", help="送信ログ (send log)")
+    p.add_argument("--queue-id")
+    p.add_argument("--sender")
+    p.add_argument("--since", help="YYYY-MM-DD[THH:MM] (MAILGUARD_TIMEZONE)")
+    p.add_argument("--until", help="YYYY-MM-DD[THH:MM], exclusive")
+    p.add_argument("--limit", type=int, help="newest N entries")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--verify", action="store_true", help="ハッシュチェーンを検証する (verify the chain)")
+    p.set_defaults(func=cmd_log)
+
+    u = sub.add_parser("user", help="利用者 (users)").add_subparsers(required=True, metavar="ACTION")
+    p = u.add_parser("add", help="利用者を追加")
+    p.add_argument("username")
+    p.add_argument("--role", choices=ROLES, default="staff")
+    p.add_argument("--address", action="append", required=True, help="送信元として使えるアドレス (repeatable)")
+    p.add_argument("--password-stdin", action="store_true", help="パスワードを標準入力の1行から読む")
+    p.set_defaults(func=cmd_user_add)
+    p = u.add_parser("list", help="利用者一覧")
+    p.set_defaults(func=cmd_user_list)
+    for action, text in (("disable", "無効にする"), ("enable", "有効にする")):
+        p = u.add_parser(action, help=text)
+        p.add_argument("username")
+        p.set_defaults(func=cmd_user_toggle, disabled=action == "disable")
+    p = u.add_parser("passwd", help="パスワードを変更")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(func=cmd_user_passwd)
+    return parser
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.db_path)
+
+
+def _when(ts: float | None, settings: Settings) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, settings.zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_serve(settings: Settings, args) -> int:
+    from .serve import serve
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # aiosmtpd logs every command line at INFO/DEBUG, AUTH credentials included: never below WARNING.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        asyncio.run(serve(settings))
+    except policy_mod.PolicyError as exc:
+        print(f"ポリシーエラーのため起動できません (policy error):\n{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"起動できません (cannot start): {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_queue_list(settings: Settings, args) -> int:
+    states = [State(s) for s in args.state] if args.state else (
+        None if args.all else [s for s in State if s not in FINAL_STATES])
+    messages = _store(settings).list(states, sender=args.sender)
+    print(f"{'受付番号':<18} {'状態':<18} {'受付日時':<19} {'送信予定':<19} 送信者 → 宛先 / 件名")
+    for m in messages:
+        print(f"{m.queue_id:<22} {m.state:<20} {_when(m.received_at, settings):<23} "
+              f"{_when(m.release_at or m.next_attempt_at, settings):<23} "
+              f"{m.envelope.mail_from or '<>'} → {', '.join(m.envelope.rcpt_tos)} / {m.subject}")
+    print(f"{len(messages)} 通")
+    return 0
+
+
+def cmd_queue_show(settings: Settings, args) -> int:
+    message = _store(settings).get(args.queue_id)
+    if message is None:
+        print(f"{args.queue_id}: 見つかりません (not found)", file=sys.stderr)
+        return 1
+    _print_message(message, settings)
+    return 0
+
+
+def _print_message(m: QueuedMessage, settings: Settings) -> None:
+    print(f"受付番号:   {m.queue_id}")
+    print(f"状態:       {m.state}")
+    print(f"件名:       {m.subject}")
+    print(f"Message-ID: {m.message_id}")
+    print(f"MAIL FROM:  <{m.envelope.mail_from}>  (認証ユーザー: {m.auth_user or '-'}, 接続元: {m.client_addr})")
+    print(f"受付日時:   {_when(m.received_at, settings)}")
+    if m.release_at:
+        print(f"送信予定:   {_when(m.release_at, settings)}")
+    if m.next_attempt_at:
+        print(f"再送予定:   {_when(m.next_attempt_at, settings)}  (試行 {m.attempts} 回)")
+    print(f"保管期限:   {_when(m.expires_at, settings)}")
+    print("宛先 (RCPT TO):")
+    for r in m.recipients:
+        print(f"  {r.address:<40} {r.status:<10} {r.reply}")
+    if m.findings:
+        print("検査結果 (findings):")
+        for f in m.findings:
+            print(f"  [{f.severity}] {f.code}: {f.text}")
+
+
+def cmd_queue_act(settings: Settings, args) -> int:
+    store = _store(settings)
+    try:
+        message = act(store, settings, args.queue_id, args.action, _actor(), args.comment)
+    except TransitionError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{message.queue_id}: {message.state}")
+    return 0
+
+
+def cmd_policy_check(settings: Settings, args) -> int:
+    try:
+        loaded = policy_mod.load(settings.policies_dir)
+    except policy_mod.PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} 件のエラー (errors)", file=sys.stderr)
+        return 1
+    book = loaded.address_book
+    print(f"{settings.policies_dir}: OK — 組織 {loaded.organisation.name}, "
+          f"組織内ドメイン {len(loaded.organisation.internal_domains)}, "
+          f"アドレス帳 {len(book.email)} アドレス / {len(book.domain)} ドメイン")
+    return 0
+
+
+def _parse_time(text: str | None, settings: Settings) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=settings.zone).timestamp()
+    except ValueError:
+        raise SystemExit(f"日時の形式が不正です (bad date): {text!r}; 例 2026-11-21 または 2026-11-21T09:00")
+
+
+def cmd_log(settings: Settings, args) -> int:
+    store = _store(settings)
+    if args.verify:
+        count, broken = store.verify_log()
+        if broken is not None:
+            print(f"送信ログの改ざんまたは破損を検出しました: 記録番号 {broken} 以降のチェーンが一致しません"
+                  f" (send log chain broken at seq {broken})", file=sys.stderr)
+            return 1
+        print(f"送信ログ {count} 件: チェーンは正常です (chain intact)")
+        return 0
+    entries = store.log(queue_id=args.queue_id, sender=args.sender, since=_parse_time(args.since, settings),
+                        until=_parse_time(args.until, settings), limit=args.limit)
+    for seq, e in entries:
+        if args.json:
+            print(json.dumps({"seq": seq, **e.__dict__}, ensure_ascii=False, default=list))
+            continue
+        who = f" by {e.actor}" if e.actor != "system" else ""
+        print(f"{_when(e.at, settings)} #{seq} {e.queue_id or '-'} {e.event}{who} state={e.state or '-'}"
+              f" from=<{e.mail_from or ''}> user={e.auth_user or '-'} to={','.join(e.recipients)}"
+              + (f" reply={e.reply!r}" if e.reply else "")
+              + (f" findings={','.join(f['code'] for f in e.findings)}" if e.findings else "")
+              + (f" detail={json.dumps(e.detail, ensure_ascii=False)}" if e.detail else ""))
+    return 0
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("パスワード: ")
+    if first != getpass.getpass("もう一度: "):
+        raise SystemExit("パスワードが一致しません (passwords differ)")
+    return first
+
+
+def cmd_user_add(settings: Settings, args) -> int:
+    try:
+        addresses = [policy_mod.validate_address(a) for a in args.address]
+        password_hash = hash_password(_read_password(args))
+        _store(settings).add_user(args.username, password_hash, args.role, addresses, _actor())
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{args.username}: 追加しました (role={args.role}, addresses={', '.join(addresses)})")
+    return 0
+
+
+def cmd_user_list(settings: Settings, args) -> int:
+    for u in _store(settings).list_users():
+        state = "無効 (disabled)" if u["disabled"] else "有効"
+        print(f"{u['username']:<20} {u['role']:<8} {state:<16} {', '.join(u['addresses'])}")
+    return 0
+
+
+def cmd_user_toggle(settings: Settings, args) -> int:
+    try:
+        _store(settings).update_user(args.username, _actor(), disabled=args.disabled)
+    except KeyError:
+        print(f"{args.username}: 利用者が見つかりません (no such user)", file=sys.stderr)
+        return 1
+    print(f"{args.username}: {'無効にしました' if args.disabled else '有効にしました'}")
+    return 0
+
+
+def cmd_user_passwd(settings: Settings, args) -> int:
+    try:
+        password_hash = hash_password(_read_password(args))
+        _store(settings).update_user(args.username, _actor(), password_hash=password_hash)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyError:
+        print(f"{args.username}: 利用者が見つかりません (no such user)", file=sys.stderr)
+        return 1
+    print(f"{args.username}: パスワードを変更しました")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

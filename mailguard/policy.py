@@ -1,0 +1,321 @@
+"""Policies: the TOML files in ``policies/`` that admins edit.
+
+Files (each optional but ``organisation.toml``; unknown ``*.toml`` names are an error,
+so a misspelt file is never silently ignored):
+
+- ``organisation.toml``: the organisation's name, its internal domains, the hold
+  (delay before external mail leaves; 手引き チェックリスト3-3 5)).
+- ``address_book.toml``: registered external recipients (``[[email]]``) and whole
+  partner domains (``[[domain]]``), each with its organisation (チェックリスト3-3 4)).
+- ``decision.toml``: which action each finding code leads to (``[actions]``).
+
+Every file is validated with pydantic (unknown keys are errors). An error names
+the file, the line, the key and the reason. The running relay re-reads the files
+when they change and keeps the last good policy when they are broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import idna
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .model import Action
+
+log = logging.getLogger("mailguard.policy")
+
+# Default decision table: finding code → action. decision.toml overrides entries.
+DEFAULT_ACTIONS: dict[str, Action] = {
+    "external_recipient": Action.DELAY,
+    "unregistered_recipient": Action.APPROVAL,
+}
+
+
+def ascii_domain(domain: str) -> str:
+    """Lower-case A-label form of a domain (IDNA 2008 with UTS #46 mapping).
+
+    Raises ValueError for a name that is not a valid domain.
+    """
+    domain = domain.strip().rstrip(".")
+    if not domain:
+        raise ValueError("empty domain")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except idna.IDNAError as exc:
+        raise ValueError(f"not a valid domain name: {domain!r} ({exc})") from None
+
+
+def address_key(address: str) -> str:
+    """The form addresses are compared in: local part lower-cased, domain in A-labels.
+
+    Mail systems treat local parts case-insensitively in practice; comparing so
+    keeps ``Tanaka@`` and ``tanaka@`` the same registered recipient.
+    """
+    local, _, domain = address.strip().rpartition("@")
+    if not local:
+        return address.strip().lower()
+    try:
+        domain = ascii_domain(domain)
+    except ValueError:
+        domain = domain.lower()
+    return f"{local.lower()}@{domain}"
+
+
+def _check_domain(value: str) -> str:
+    return ascii_domain(value)
+
+
+def validate_address(value: str) -> str:
+    """A syntactically valid e-mail address, domain lower-cased. Raises ValueError."""
+    return _check_address(value)
+
+
+def _check_address(value: str) -> str:
+    try:
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address: {value!r} ({exc})") from None
+    return result.normalized
+
+
+Domain = Annotated[str, AfterValidator(_check_domain)]
+Address = Annotated[str, AfterValidator(_check_address)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrganisationSection(_Strict):
+    name: str = Field(min_length=1)
+    internal_domains: list[Domain] = Field(min_length=1)
+    # Subdomains of an internal domain (mail.example.jp) are internal too.
+    include_subdomains: bool = True
+
+
+class HoldSection(_Strict):
+    # Seconds an external message waits before it leaves; unset = MAILGUARD_HOLD_DELAY.
+    delay_seconds: int | None = Field(default=None, ge=0, le=7 * 86400)
+    # The sender may release a held message before its time ("send now").
+    allow_send_now: bool = True
+
+
+class OrganisationFile(_Strict):
+    organisation: OrganisationSection
+    hold: HoldSection = HoldSection()
+
+
+class EmailEntry(_Strict):
+    address: Address
+    organisation: str = Field(min_length=1)
+    name: str = ""
+    note: str = ""
+
+
+class DomainEntry(_Strict):
+    domain: Domain
+    organisation: str = Field(min_length=1)
+    note: str = ""
+
+
+class AddressBookFile(_Strict):
+    email: list[EmailEntry] = []
+    domain: list[DomainEntry] = []
+
+
+class DecisionFile(_Strict):
+    actions: dict[str, Action] = {}
+
+    @field_validator("actions")
+    @classmethod
+    def _known_codes(cls, actions: dict[str, Action]) -> dict[str, Action]:
+        unknown = sorted(set(actions) - set(DEFAULT_ACTIONS))
+        if unknown:
+            raise ValueError(f"unknown finding code(s) {unknown}; known: {sorted(DEFAULT_ACTIONS)}")
+        return actions
+
+
+FILES: dict[str, type[_Strict]] = {
+    "organisation.toml": OrganisationFile,
+    "address_book.toml": AddressBookFile,
+    "decision.toml": DecisionFile,
+}
+REQUIRED = ("organisation.toml",)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The policy in force: one immutable snapshot, swapped whole on reload."""
+
+    organisation: OrganisationSection
+    hold: HoldSection
+    address_book: AddressBookFile
+    actions: dict[str, Action]
+    _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
+    _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, org: OrganisationFile, book: AddressBookFile, decision: DecisionFile) -> "Policy":
+        return cls(
+            organisation=org.organisation, hold=org.hold, address_book=book,
+            actions={**DEFAULT_ACTIONS, **decision.actions},
+            _emails={address_key(e.address): e for e in book.email},
+            _domains={d.domain: d for d in book.domain},
+        )
+
+    def is_internal(self, address: str) -> bool:
+        """True when the address's domain is one of ours (or a subdomain, if allowed)."""
+        domain = address_key(address).rpartition("@")[2]
+        for own in self.organisation.internal_domains:
+            if domain == own or (self.organisation.include_subdomains and domain.endswith("." + own)):
+                return True
+        return False
+
+    def lookup(self, address: str) -> EmailEntry | DomainEntry | None:
+        """The address-book entry that registers this address: exact address first, then its domain."""
+        key = address_key(address)
+        return self._emails.get(key) or self._domains.get(key.rpartition("@")[2])
+
+    def hold_delay(self, default: int) -> int:
+        return default if self.hold.delay_seconds is None else self.hold.delay_seconds
+
+
+class PolicyError(Exception):
+    """One or more policy files are invalid. ``problems`` holds one line each:
+    ``policies/address_book.toml:12: email[2].address: not a valid e-mail address …``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load(directory: Path) -> Policy:
+    """Read and validate every policy file in ``directory``. Raises PolicyError."""
+    if not directory.is_dir():
+        raise PolicyError([f"{directory}: policy directory not found (MAILGUARD_POLICIES_DIR)"])
+    problems: list[str] = []
+    parsed: dict[str, _Strict] = {}
+    for path in sorted(directory.glob("*.toml")):
+        if path.name not in FILES:
+            problems.append(f"{path}: unknown policy file (expected one of: {', '.join(FILES)})")
+            continue
+        model = _load_file(path, FILES[path.name], problems)
+        if model is not None:
+            parsed[path.name] = model
+    for name in REQUIRED:
+        if not (directory / name).exists():
+            problems.append(f"{directory / name}: required policy file is missing")
+    if problems:
+        raise PolicyError(problems)
+    return Policy.build(
+        parsed["organisation.toml"],
+        parsed.get("address_book.toml", AddressBookFile()),
+        parsed.get("decision.toml", DecisionFile()),
+    )
+
+
+def _load_file(path: Path, model: type[_Strict], problems: list[str]) -> _Strict | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read: {exc}")
+        return None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line N, column M)"
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        where = f":{match.group(1)}" if match else ""
+        problems.append(f"{path}{where}: TOML syntax error: {exc}")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = locate(text, loc)
+            where = f":{line}" if line else ""
+            reason = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}{where}: {_dotted(loc)}: {reason}")
+        return None
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def locate(text: str, loc: tuple) -> int | None:
+    """Best-effort 1-based line of a pydantic error location in a TOML text.
+
+    Handles the shapes our files use: ``[table] key``, ``[[array]] n key``, and a
+    list value's element (reported at the key's line).
+    """
+    if not loc:
+        return None
+    lines = text.splitlines()
+    table, rest = str(loc[0]), list(loc[1:])
+    index = rest.pop(0) if rest and isinstance(rest[0], int) else 0
+    header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$")
+    headers = [n for n, line in enumerate(lines) if header.match(line)]
+    if not headers:
+        # a top-level key, not a table
+        key = re.compile(r"^\s*\"?" + re.escape(table) + r"\"?\s*=")
+        return next((n + 1 for n, line in enumerate(lines) if key.match(line)), None)
+    start = headers[min(index, len(headers) - 1)]
+    if not rest or not isinstance(rest[0], str):
+        return start + 1
+    key = re.compile(r"^\s*\"?" + re.escape(rest[0]) + r"\"?\s*=")
+    for n in range(start + 1, len(lines)):
+        if lines[n].lstrip().startswith("["):
+            break
+        if key.match(lines[n]):
+            return n + 1
+    return start + 1
+
+
+def _signature(directory: Path) -> tuple:
+    try:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in directory.glob("*.toml")))
+    except OSError:
+        return ()
+
+
+class PolicyWatcher:
+    """Holds the policy in force and re-reads the directory when its files change.
+
+    A broken change is logged (file, line, key, reason) and the previous policy
+    stays in force; ``errors`` holds the problems until a good version is read.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.current: Policy = load(directory)   # at start a broken policy is fatal
+        self.errors: list[str] = []
+        self._signature = _signature(directory)
+
+    def refresh(self) -> bool:
+        """Re-read if any file changed. Returns True when a new policy took effect."""
+        signature = _signature(self.directory)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            policy = load(self.directory)
+        except PolicyError as exc:
+            self.errors = exc.problems
+            for problem in exc.problems:
+                log.error("policy not reloaded, previous policy stays in force: %s", problem)
+            return False
+        self.current, self.errors = policy, []
+        log.info("policy reloaded from %s", self.directory)
+        return True

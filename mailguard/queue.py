@@ -1,0 +1,252 @@
+"""queue: the queue manager (Postfix's qmgr). Moves every message to its end.
+
+Each scan (on every accepted message, after every delivery, and at least every
+MAILGUARD_QUEUE_SCAN_INTERVAL seconds, which is also how changes made by the CLI
+or the console from another process are seen):
+
+1. ``incoming`` → inspect → decide → delayed / awaiting_approval / ready / rejected;
+2. held or deferred past the queue lifetime (MAILGUARD_QUEUE_LIFETIME) → bounced, DSN;
+3. ``delayed`` whose hold has ended → ready;
+4. ``ready``, and ``deferred`` whose retry time has come → delivering, at most
+   MAILGUARD_DELIVERY_CONCURRENCY at once.
+
+After an attempt, ``settle`` decides per recipient: 2xx delivered, 5xx bounced
+(a DSN to the sender), 4xx or no answer stays pending and the message is
+deferred, retried after MAILGUARD_RETRY_MIN_BACKOFF doubling up to
+MAILGUARD_RETRY_MAX_BACKOFF (RFC 5321 §4.5.4.1; Postfix's schedule), and bounced
+when the lifetime is over. A stop or crash mid-delivery leaves ``delivering``;
+``Store.recover`` makes it ``ready`` at the next start (at-least-once: the
+upstream may see such a message twice, never zero times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from . import dsn
+from .decide import STATE_FOR, decide
+from .deliver import Attempt, deliver
+from .inspect import inspect
+from .model import Action, Origin, QueuedMessage, RecipientStatus, State, Submission, Verdict
+from .policy import Policy, PolicyWatcher
+from .record import LogEntry
+from .settings import Settings
+from .store import AsyncStore, Store
+
+log = logging.getLogger("mailguard.queue")
+
+Deliverer = Callable[[QueuedMessage, Settings], Awaitable[Attempt]]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What one attempt means for the message: new state, per-recipient status, retry time, bounces."""
+
+    state: State
+    results: dict[str, tuple[RecipientStatus, str]]
+    next_attempt_at: float | None
+    bounced: dict[str, tuple[int, str]]
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Seconds until the next try after ``attempts`` failed tries: 300, 600, 1200, … capped at 4000."""
+    return float(min(settings.retry_max_backoff, settings.retry_min_backoff * 2 ** max(0, attempts - 1)))
+
+
+def settle(message: QueuedMessage, attempt: Attempt, now: float, settings: Settings) -> Settlement:
+    """Pure: the outcome of ``attempt`` for ``message`` (which was claimed, so attempts ≥ 1)."""
+    results: dict[str, tuple[RecipientStatus, str]] = {}
+    bounced: dict[str, tuple[int, str]] = {}
+    pending = []
+    expired = now >= message.expires_at
+    for rcpt in message.pending_recipients:
+        code, text = attempt.replies.get(rcpt, (451, "4.3.0 no reply recorded for this recipient"))
+        reply = f"{code} {text}"
+        if 200 <= code < 300:
+            results[rcpt] = (RecipientStatus.DELIVERED, reply)
+        elif code >= 500 or expired:
+            results[rcpt] = (RecipientStatus.BOUNCED, reply)
+            bounced[rcpt] = (code, text if code >= 500 else f"4.4.7 queue lifetime expired; last reply: {reply}")
+        else:
+            results[rcpt] = (RecipientStatus.PENDING, reply)
+            pending.append(rcpt)
+    if pending:
+        return Settlement(State.DEFERRED, results, now + backoff(message.attempts, settings), bounced)
+    delivered_before = any(r.status is RecipientStatus.DELIVERED for r in message.recipients)
+    delivered_now = any(s is RecipientStatus.DELIVERED for s, _ in results.values())
+    state = State.DELIVERED if delivered_before or delivered_now else State.BOUNCED
+    return Settlement(state, results, None, bounced)
+
+
+def rejection_notice(message: QueuedMessage, comment: str, settings: Settings) -> Submission | None:
+    """The DSN that tells a sender a manager (or the policy) refused their message."""
+    if not dsn.needs_dsn(message):
+        return None
+    reply = "5.7.1 delivery not authorised" + (f": {comment}" if comment else "")
+    reason = "管理者の判断により、このメールは送信されませんでした。" + (f"\n理由: {comment}" if comment else "")
+    return dsn.build(message, {r: (550, reply) for r in message.pending_recipients},
+                     reason_ja=reason, remote=None, hostname=settings.hostname, zone=settings.zone)
+
+
+def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str, comment: str = "") -> QueuedMessage:
+    """A person's action on a message (``release``, ``approve``, ``cancel``, ``reject``).
+
+    ``reject`` also queues a notice to the sender. Raises store.TransitionError.
+    """
+    notice = None
+    if action == "reject":
+        message = store.get(queue_id, content=True)
+        if message is not None and message.state in (State.DELAYED, State.AWAITING_APPROVAL):
+            notice = rejection_notice(message, comment, settings)
+    return store.act(queue_id, action, actor, comment, notice=notice, lifetime=settings.queue_lifetime)
+
+
+class QueueManager:
+    def __init__(self, settings: Settings, db: AsyncStore, policies: PolicyWatcher,
+                 deliverer: Deliverer = deliver):
+        self.settings = settings
+        self.db = db
+        self.policies = policies
+        self.deliverer = deliverer
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._active: dict[str, asyncio.Task] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.scan()
+            except Exception:   # one bad scan must not stop the queue manager
+                log.exception("queue scan failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.queue_scan_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop scanning; let attempts under way finish for ``grace`` seconds, then cancel them
+        (their messages stay ``delivering`` and are retried at the next start)."""
+        self._stopping = True
+        self.wake()
+        if self._active:
+            _, still = await asyncio.wait(list(self._active.values()), timeout=grace)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+    async def scan(self) -> None:
+        policy = self.policies.current
+        for message in await self.db.incoming():
+            await self._decide(message, policy)
+        now = time.time()
+        due = await self.db.due_ids(now)
+        for queue_id in due["expire"]:
+            await self._expire(queue_id, now)
+        if due["release"]:
+            for queue_id in await self.db.release_due(due["release"], now=now):
+                log.info("%s: hold ended, released", queue_id)
+                due["deliver"].append(queue_id)
+        for queue_id in due["deliver"]:
+            if self._stopping or len(self._active) >= self.settings.delivery_concurrency:
+                break
+            if queue_id not in self._active:
+                self._active[queue_id] = asyncio.create_task(self._deliver(queue_id))
+
+    async def _decide(self, message: QueuedMessage, policy: Policy) -> None:
+        if message.origin is Origin.DSN:
+            verdict = Verdict(Action.DELIVER, None, ())
+        else:
+            findings = inspect(message, policy)
+            verdict = decide(findings, policy, received_at=message.received_at,
+                             hold_delay=self.settings.hold_delay)
+        state = STATE_FOR[verdict.action]
+        notice = rejection_notice(message, "送信ポリシーにより送信を中止しました", self.settings) \
+            if state is State.REJECTED else None
+        await self.db.apply_verdict(message.queue_id, verdict, state, notice=notice,
+                                    lifetime=self.settings.queue_lifetime)
+        log.info("%s: %s (%s)", message.queue_id, state,
+                 ", ".join(f"{f.code}:{f.subject}" for f in verdict.findings) or "no findings")
+
+    async def _expire(self, queue_id: str, now: float) -> None:
+        message = await self.db.get(queue_id, content=True)
+        if message is None:
+            return
+        if message.state is State.AWAITING_APPROVAL:
+            reply, reason = "4.7.0 not approved within the queue lifetime", \
+                "管理者の承認が得られないまま保管期限を過ぎたため、送信を中止しました。"
+        else:
+            reason = "保管期限を過ぎても配送できなかったため、送信を中止しました。"
+            reply = "4.4.7 queue lifetime expired"
+        failed = {}
+        for rcpt in message.recipients:
+            if rcpt.status is RecipientStatus.PENDING:
+                failed[rcpt.address] = (450, f"{reply}; last reply: {rcpt.reply}" if rcpt.reply else reply)
+        notice = dsn.build(message, failed, reason_ja=reason, remote=None, hostname=self.settings.hostname,
+                           zone=self.settings.zone) if dsn.needs_dsn(message) else None
+        results = {r: (RecipientStatus.BOUNCED, f"{c} {t}") for r, (c, t) in failed.items()}
+        delivered = any(r.status is RecipientStatus.DELIVERED for r in message.recipients)
+        entry = LogEntry(event="expired", queue_id=queue_id, at=now, reply=reply,
+                         detail={"results": {r: {"status": str(s), "reply": t} for r, (s, t) in results.items()}})
+        await self.db.finish(queue_id, State.DELIVERED if delivered else State.BOUNCED, results, entry,
+                             dsn=notice, dsn_lifetime=self.settings.queue_lifetime)
+        log.warning("%s: expired in state %s; bounced %d recipient(s)", queue_id, message.state, len(failed))
+
+    async def _deliver(self, queue_id: str) -> None:
+        try:
+            message = await self.db.claim(queue_id)
+            if message is None:
+                return
+            attempt = await self.deliverer(message, self.settings)
+            await self._record(message, attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The message stays "delivering" and is recovered at the next start;
+            # say so loudly rather than guess an outcome.
+            log.exception("%s: delivery attempt failed unexpectedly", queue_id)
+        finally:
+            self._active.pop(queue_id, None)
+            self.wake()
+
+    async def _record(self, message: QueuedMessage, attempt: Attempt) -> None:
+        now = time.time()
+        outcome = settle(message, attempt, now, self.settings)
+        notice = None
+        if outcome.bounced and dsn.needs_dsn(message):
+            notice = dsn.build(message, outcome.bounced,
+                               reason_ja="宛先のメールサーバーが受け取りを拒否しました。",
+                               remote=attempt.remote, hostname=self.settings.hostname, zone=self.settings.zone)
+        policy = self.policies.current
+        entry = LogEntry(
+            event="delivery", queue_id=message.queue_id, at=now,
+            reply="; ".join(sorted({t for _, t in outcome.results.values()}))[:1000],
+            detail={
+                "attempt": message.attempts,
+                "remote": attempt.remote,
+                "results": {r: {"status": str(s), "reply": t} for r, (s, t) in outcome.results.items()},
+                # provision record (個人情報保護法 第29条): to which organisation each copy went
+                "organisations": {r: _organisation(r, policy) for r in outcome.results},
+                "next_attempt_at": outcome.next_attempt_at,
+            },
+        )
+        await self.db.finish(message.queue_id, outcome.state, outcome.results, entry,
+                             next_attempt_at=outcome.next_attempt_at, dsn=notice,
+                             dsn_lifetime=self.settings.queue_lifetime)
+        log.info("%s: %s via %s (%s)", message.queue_id, outcome.state, attempt.remote, entry.reply)
+        if notice is not None:
+            self.wake()
+
+
+def _organisation(address: str, policy: Policy) -> str | None:
+    if policy.is_internal(address):
+        return policy.organisation.name
+    entry = policy.lookup(address)
+    return entry.organisation if entry else None

@@ -1,0 +1,237 @@
+"""receive: the SMTP front (Postfix's smtpd + cleanup), on aiosmtpd.
+
+Accepts mail from staff clients, multifunction printers and FAX gateways, and
+stores it durably before answering ``250``; it inspects nothing itself (the idle
+timeout of aiosmtpd covers ``handle_DATA``, so that stays short).
+
+Protocol: ESMTP (RFC 5321) with SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8
+(RFC 6531), STARTTLS (RFC 3207) when MAILGUARD_TLS_CERT is set, and AUTH PLAIN /
+LOGIN (RFC 4954) offered only inside TLS.
+
+Security:
+- no open relay: a client must be authenticated or come from
+  MAILGUARD_TRUSTED_NETWORKS, or every RCPT gets ``554 5.7.1 Relay access denied``;
+- an authenticated user may only use their own addresses as MAIL FROM
+  (Postfix ``reject_sender_login_mismatch``);
+- bare CR or LF inside DATA is refused (SMTP smuggling; RFC 5321 §2.3.8,
+  Postfix ``smtpd_forbid_bare_newline``);
+- more Received: headers than MAILGUARD_HOP_LIMIT is a loop (§6.3);
+- a failed AUTH costs the client a second.
+Adds a Received: header (§4.4) and a Message-ID: when the message has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import ssl
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import formatdate, make_msgid
+from typing import Callable
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope as SMTPEnvelope, LoginPassword, Session
+
+from .model import Envelope, Submission, new_queue_id
+from .policy import address_key
+from .settings import Settings
+from .store import AsyncStore
+from .users import User, authenticate
+
+log = logging.getLogger("mailguard.receive")
+
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def _capture_credentials(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    # aiosmtpd calls its authenticator synchronously; Argon2 verification must not
+    # run on the event loop, so this only hands the credentials to GuardSMTP._verify.
+    return AuthResult(success=True, auth_data=auth_data)
+
+
+class GuardSMTP(SMTP):
+    """aiosmtpd's SMTP with AUTH verified off the event loop."""
+
+    event_handler: "RelayHandler"
+
+    async def auth_PLAIN(self, _, args):
+        return await self._verify(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _, args):
+        return await self._verify(await super().auth_LOGIN(_, args))
+
+    async def _verify(self, result: AuthResult) -> AuthResult:
+        if not result.success:
+            return result
+        creds: LoginPassword = result.auth_data
+        login = creds.login.decode("utf-8", "replace")
+        user = await self.event_handler.authenticate(login, creds.password.decode("utf-8", "replace"))
+        if user is None:
+            log.warning("authentication failed for %r from %s", login, _peer_ip(self.session))
+            await asyncio.sleep(1.0)
+            return AuthResult(success=False, handled=False)
+        log.info("authenticated %s from %s", user.username, _peer_ip(self.session))
+        return AuthResult(success=True, auth_data=user)
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    return peer[0] if isinstance(peer, tuple) else str(peer)
+
+
+def _user(session: Session) -> User | None:
+    return session.auth_data if session.authenticated and isinstance(session.auth_data, User) else None
+
+
+class RelayHandler:
+    """aiosmtpd handler hooks: relay control at MAIL/RCPT, durable store at DATA."""
+
+    def __init__(self, settings: Settings, db: AsyncStore, on_accepted: Callable[[], None]):
+        self.settings = settings
+        self.db = db
+        self.on_accepted = on_accepted
+
+    async def authenticate(self, login: str, password: str) -> User | None:
+        return await asyncio.to_thread(authenticate, self.db.store, login, password)
+
+    def _trusted(self, session: Session) -> bool:
+        try:
+            ip = ipaddress.ip_address(_peer_ip(session))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.settings.trusted_networks)
+
+    async def handle_MAIL(self, server, session: Session, envelope: SMTPEnvelope, address: str, mail_options):
+        user = _user(session)
+        if user is not None and not user.owns(address):
+            log.warning("sender %r refused for user %s", address, user.username)
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {user.username}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server, session: Session, envelope: SMTPEnvelope, address: str, rcpt_options):
+        if _user(session) is None and not self._trusted(session):
+            log.warning("relay denied: %s -> %s", _peer_ip(session), address)
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain:
+            return f"501 5.1.3 <{address}>: Bad recipient address syntax"
+        if any(address_key(r) == address_key(address) for r in envelope.rcpt_tos):
+            return "250 2.1.5 Ok"   # duplicate: delivered once, as Postfix does
+        if len(envelope.rcpt_tos) >= self.settings.recipient_limit:
+            return "452 4.5.3 Error: too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
+        raw: bytes = envelope.original_content or b""
+        if _BARE_CR_OR_LF.search(raw):
+            log.warning("bare CR or LF in DATA from %s refused", _peer_ip(session))
+            return "550 5.5.2 Error: bare CR or LF in message data (RFC 5321 section 2.3.8)"
+        headers = _parse_headers(raw)
+        hops = len(headers.get_all("Received") or [])
+        if hops > self.settings.hop_limit:
+            return f"554 5.4.6 Error: too many hops ({hops} Received: headers), mail loop?"
+
+        queue_id = new_queue_id()
+        message_id = (headers.get("Message-ID") or "").strip()
+        prefix = self._received(server, session, envelope, queue_id)
+        if not message_id:
+            message_id = make_msgid(idstring=queue_id, domain=self.settings.hostname)
+            prefix += f"Message-ID: {message_id}\r\n".encode()
+        user = _user(session)
+        sub = Submission(
+            queue_id=queue_id,
+            envelope=Envelope(
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                mail_options=tuple(o for o in envelope.mail_options if not o.upper().startswith("SIZE=")),
+                smtputf8=envelope.smtp_utf8,
+            ),
+            content=prefix + raw,
+            auth_user=user.username if user else None,
+            client_addr=_peer_ip(session),
+            helo=session.host_name or "",
+            message_id=message_id,
+            subject=_subject(headers),
+        )
+        try:
+            await self.db.accept(sub, lifetime=self.settings.queue_lifetime)
+        except Exception:
+            log.exception("queue write failed; message from %s not accepted", sub.client_addr)
+            return "451 4.3.0 Error: queue file write error, try again later"
+        log.info("%s: accepted from=<%s> nrcpt=%d size=%d client=%s user=%s",
+                 queue_id, sub.envelope.mail_from, len(sub.envelope.rcpt_tos), len(sub.content),
+                 sub.client_addr, sub.auth_user or "-")
+        self.on_accepted()
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+    def _received(self, server: SMTP, session: Session, envelope: SMTPEnvelope, queue_id: str) -> bytes:
+        """The Received: trace header (RFC 5321 §4.4), with RFC 3848 protocol names."""
+        protocol = "UTF8SMTP" if envelope.smtp_utf8 else ("ESMTP" if session.extended_smtp else "SMTP")
+        if session.ssl:
+            protocol += "S"
+        if _user(session):
+            protocol += "A"
+        helo = _clean(session.host_name or "unknown")
+        line = f"Received: from {helo} ([{_peer_ip(session)}])\r\n\tby {_clean(self.settings.hostname)}" \
+               f" (mailguard) with {protocol} id {queue_id}"
+        if len(envelope.rcpt_tos) == 1:
+            line += f"\r\n\tfor <{_clean(envelope.rcpt_tos[0])}>"
+        line += f"; {formatdate(localtime=True)}\r\n"
+        return line.encode("utf-8")
+
+
+def _clean(text: str) -> str:
+    """Keep client-supplied words from breaking a header we write."""
+    return re.sub(r"[\x00-\x20()<>;\\\x7f]", "?", text)[:255]
+
+
+def _parse_headers(raw: bytes):
+    return BytesHeaderParser(policy=default_policy).parsebytes(raw)
+
+
+def _subject(headers) -> str:
+    try:
+        return str(headers.get("Subject") or "")[:500]
+    except Exception:   # an undecodable Subject must not stop acceptance
+        return ""
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
+
+
+async def start_server(settings: Settings, handler: RelayHandler) -> asyncio.AbstractServer:
+    """Listen on MAILGUARD_SMTP_LISTEN on the running loop (no Controller thread)."""
+    context = tls_context(settings)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> GuardSMTP:
+        return GuardSMTP(
+            handler,
+            data_size_limit=settings.message_size_limit,
+            enable_SMTPUTF8=True,
+            hostname=settings.hostname,
+            ident="mailguard ESMTP",
+            tls_context=context,
+            timeout=settings.smtp_timeout,
+            auth_require_tls=True,
+            authenticator=_capture_credentials,
+            loop=loop,
+        )
+
+    listen = settings.smtp_listen
+    return await loop.create_server(factory, host=listen.host, port=listen.port, reuse_address=True)
+

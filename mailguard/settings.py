@@ -1,0 +1,188 @@
+"""Process settings: MAILGUARD_* environment variables and an optional ``.env``.
+
+The names are fixed so deployments can rely on them (see README, "Configuration").
+A bad value stops the process at start with a message naming the variable,
+never a traceback. Durations are seconds, sizes are bytes.
+
+Defaults follow Postfix where a relay has an established answer:
+``minimal_backoff_time`` 300 s, ``maximal_backoff_time`` 4000 s,
+``maximal_queue_lifetime`` 5 d, ``hopcount_limit`` 50,
+``default_destination_concurrency_limit`` 20, ``smtpd_recipient_limit`` 1000.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "MAILGUARD_"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A listener or upstream address, from ``host:port`` or ``[v6addr]:port``."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "HostPort":
+        text = text.strip()
+        if text.startswith("["):
+            host, sep, port = text[1:].partition("]:")
+        else:
+            host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port (e.g. 127.0.0.1:2525), got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _host_port(value: object) -> object:
+    return HostPort.parse(value) if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """Everything the process reads from its environment, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Listener for staff clients, multifunction printers and FAX gateways.
+    smtp_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 2525)
+    # Name used in the greeting, in Received: headers, in EHLO to the upstream and in DSNs.
+    hostname: str = Field(default_factory=socket.getfqdn)
+    data_dir: Path = Path("./var")
+    policies_dir: Path = Path("./policies")
+
+    # Upstream (smarthost). Empty: every message is written to <data_dir>/outbox as .eml.
+    upstream: Annotated[HostPort | None, NoDecode] = None
+    upstream_tls: Literal["none", "starttls", "tls"] = "starttls"
+    upstream_tls_verify: bool = True
+    upstream_ca_file: Path | None = None
+    upstream_username: str | None = None
+    upstream_password: SecretStr | None = None
+    upstream_timeout: float = Field(default=60.0, gt=0)  # connect and each command
+    # The reply to the final "." may take 10 minutes (RFC 5321 §4.5.3.2.6); giving up
+    # earlier makes us retry a message the upstream has already accepted.
+    upstream_data_timeout: float = Field(default=600.0, gt=0)
+
+    hold_delay: int = Field(default=300, ge=0)
+    trusted_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = [
+        ipaddress.ip_network("127.0.0.0/8")
+    ]
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    message_size_limit: int = Field(default=25 * 1024 * 1024, gt=0)
+    recipient_limit: int = Field(default=1000, gt=0)
+    hop_limit: int = Field(default=50, gt=0)
+    smtp_timeout: float = Field(default=300.0, gt=0)  # idle time per SMTP command
+
+    retry_min_backoff: int = Field(default=300, gt=0)
+    retry_max_backoff: int = Field(default=4000, gt=0)
+    queue_lifetime: int = Field(default=5 * 86400, gt=0)
+    delivery_concurrency: int = Field(default=20, gt=0)
+    queue_scan_interval: float = Field(default=1.0, gt=0)
+    policy_scan_interval: float = Field(default=2.0, gt=0)
+
+    # Times shown to people (notices, DSNs, CLI) are in this zone.
+    timezone: str = "Asia/Tokyo"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Tokyo)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @field_validator("smtp_listen", mode="before")
+    @classmethod
+    def _parse_listen(cls, value: object) -> object:
+        return _host_port(value)
+
+    @field_validator("upstream", mode="before")
+    @classmethod
+    def _parse_upstream(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return _host_port(value)
+
+    @field_validator("trusted_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("upstream_ca_file", "tls_cert", "tls_key", "upstream_username", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("upstream_ca_file", "tls_cert", "tls_key", mode="after")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> "Settings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert/tls_key: set both or neither")
+        if self.retry_max_backoff < self.retry_min_backoff:
+            raise ValueError("retry_max_backoff: must be >= retry_min_backoff")
+        if self.upstream_password is not None and not self.upstream_username:
+            raise ValueError("upstream_username: required when upstream_password is set")
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mailguard.sqlite3"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+
+class SettingsError(Exception):
+    """A MAILGUARD_* variable has a bad value; ``str()`` names each variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings.
+
+    Raises:
+        SettingsError: one line per bad variable, e.g.
+            ``MAILGUARD_SMTP_LISTEN: expected host:port (e.g. 127.0.0.1:2525), got 'x'``.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            reason = err["msg"].removeprefix("Value error, ")
+            if not field and ":" in reason:  # model-level check: "field: reason"
+                field, _, reason = reason.partition(":")
+            name = ENV_PREFIX + field.upper() if field else "settings"
+            lines.append(f"{name}: {reason.strip()}")
+        raise SettingsError("\n".join(lines)) from None

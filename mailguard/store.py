@@ -1,0 +1,452 @@
+"""The store: the queue, the users and the send log in one SQLite database.
+
+The store is the only contract between the stages (as Postfix's queue is between
+smtpd, cleanup, qmgr and smtp): the SMTP front writes accepted messages, the
+queue manager moves them from state to state, the CLI and the console act on
+them from other processes. Every state change is one ``BEGIN IMMEDIATE``
+transaction that also appends its send-log entry, and a state change is
+conditional on the state it leaves, so two actors never both win (a cancel and
+a delivery claim, say).
+
+Durability: WAL journal with ``synchronous=FULL``: a transaction is on disk when
+``commit`` returns, which is what lets the SMTP front answer ``250`` after
+``accept``. ``busy_timeout`` lets the CLI and the server share the file.
+
+Methods are synchronous; the server runs them on one dedicated thread
+(``AsyncStore``) so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from . import record
+from .model import (
+    Envelope, Finding, Origin, QueuedMessage, Recipient, RecipientStatus, State,
+    Submission, Verdict,
+)
+from .record import LogEntry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id        TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,
+    origin          TEXT NOT NULL,
+    mail_from       TEXT NOT NULL,
+    mail_options    TEXT NOT NULL,
+    smtputf8        INTEGER NOT NULL,
+    auth_user       TEXT,
+    client_addr     TEXT NOT NULL,
+    helo            TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    received_at     REAL NOT NULL,
+    release_at      REAL,
+    next_attempt_at REAL,
+    expires_at      REAL NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    findings        TEXT NOT NULL DEFAULT '[]',
+    updated_at      REAL NOT NULL,
+    content         BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_state ON messages(state);
+CREATE TABLE IF NOT EXISTS recipients (
+    queue_id  TEXT NOT NULL REFERENCES messages(queue_id),
+    position  INTEGER NOT NULL,
+    address   TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    reply     TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (queue_id, position)
+);
+CREATE TABLE IF NOT EXISTS users (
+    username      TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    addresses     TEXT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    REAL NOT NULL
+);
+"""
+
+_MESSAGE_COLUMNS = (
+    "queue_id, state, origin, mail_from, mail_options, smtputf8, auth_user, client_addr,"
+    " message_id, subject, size, received_at, release_at, next_attempt_at, expires_at,"
+    " attempts, findings"
+)
+
+
+class TransitionError(Exception):
+    """A state change was refused: the message is unknown or not in a state that allows it."""
+
+    def __init__(self, queue_id: str, state: State | None, wanted: str):
+        self.queue_id, self.state = queue_id, state
+        where = "見つかりません (not found)" if state is None else f"現在の状態は {state}"
+        super().__init__(f"{queue_id}: {wanted} できません — {where}")
+
+
+class Store:
+    """Synchronous access to the database at ``path`` (created on first use)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA + record.SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction; rolled back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(args)).fetchall()
+
+    # --- the SMTP front -------------------------------------------------------------
+
+    def accept(self, sub: Submission, *, lifetime: float, now: float | None = None) -> str:
+        """Store an accepted message durably; returns its queue id. Call before answering 250."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            queue_id = self._insert(conn, sub, lifetime=lifetime, now=now)
+        return queue_id
+
+    def _insert(self, conn: sqlite3.Connection, sub: Submission, *, lifetime: float, now: float) -> str:
+        queue_id = sub.queue_id
+        env = sub.envelope
+        conn.execute(
+            "INSERT INTO messages (queue_id, state, origin, mail_from, mail_options, smtputf8,"
+            " auth_user, client_addr, helo, message_id, subject, size, received_at,"
+            " expires_at, updated_at, content) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (queue_id, State.INCOMING, sub.origin, env.mail_from, json.dumps(env.mail_options),
+             int(env.smtputf8), sub.auth_user, sub.client_addr, sub.helo, sub.message_id,
+             sub.subject, len(sub.content), now, now + lifetime, now, sub.content),
+        )
+        conn.executemany(
+            "INSERT INTO recipients (queue_id, position, address, status) VALUES (?,?,?,?)",
+            [(queue_id, i, rcpt, RecipientStatus.PENDING) for i, rcpt in enumerate(env.rcpt_tos)],
+        )
+        record.append(conn, LogEntry(
+            event="accepted", queue_id=queue_id, message_id=sub.message_id,
+            mail_from=env.mail_from, auth_user=sub.auth_user, recipients=env.rcpt_tos,
+            state=State.INCOMING, at=now,
+            detail={"client": sub.client_addr, "helo": sub.helo, "size": len(sub.content),
+                    "origin": str(sub.origin), "subject": sub.subject},
+        ))
+        return queue_id
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, queue_id: str, *, content: bool = False) -> QueuedMessage | None:
+        cols = _MESSAGE_COLUMNS + (", content" if content else "")
+        rows = self._read(f"SELECT {cols} FROM messages WHERE queue_id = ?", (queue_id,))
+        return self._messages(rows)[0] if rows else None
+
+    def list(
+        self,
+        states: Iterable[State] | None = None,
+        *,
+        sender: str | None = None,
+        limit: int = 1000,
+    ) -> list[QueuedMessage]:
+        """Messages, oldest first, filtered by state and envelope sender / authenticated user."""
+        where, args = [], []
+        if states is not None:
+            states = list(states)
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += states
+        if sender:
+            where.append("(lower(mail_from) = lower(?) OR lower(auth_user) = lower(?))")
+            args += [sender, sender]
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY queue_id LIMIT ?"
+        return self._messages(self._read(sql, [*args, limit]))
+
+    def _messages(self, rows: list[sqlite3.Row]) -> list[QueuedMessage]:
+        if not rows:
+            return []
+        ids = [row["queue_id"] for row in rows]
+        rcpts: dict[str, list[Recipient]] = {qid: [] for qid in ids}
+        for r in self._read(
+            f"SELECT queue_id, address, status, reply FROM recipients WHERE queue_id IN"
+            f" ({','.join('?' * len(ids))}) ORDER BY queue_id, position", ids,
+        ):
+            rcpts[r["queue_id"]].append(Recipient(r["address"], RecipientStatus(r["status"]), r["reply"]))
+        return [self._message(row, tuple(rcpts[row["queue_id"]])) for row in rows]
+
+    @staticmethod
+    def _message(row: sqlite3.Row, recipients: tuple[Recipient, ...]) -> QueuedMessage:
+        return QueuedMessage(
+            queue_id=row["queue_id"], state=State(row["state"]), origin=Origin(row["origin"]),
+            envelope=Envelope(row["mail_from"], tuple(r.address for r in recipients),
+                              tuple(json.loads(row["mail_options"])), bool(row["smtputf8"])),
+            recipients=recipients, auth_user=row["auth_user"], client_addr=row["client_addr"],
+            message_id=row["message_id"], subject=row["subject"], size=row["size"],
+            received_at=row["received_at"], release_at=row["release_at"],
+            next_attempt_at=row["next_attempt_at"], expires_at=row["expires_at"],
+            attempts=row["attempts"],
+            findings=tuple(Finding.from_dict(f) for f in json.loads(row["findings"])),
+            content=row["content"] if "content" in row.keys() else None,
+        )
+
+    def incoming(self, limit: int = 100) -> list[QueuedMessage]:
+        """Accepted messages not yet decided, with content, oldest first."""
+        rows = self._read(
+            f"SELECT {_MESSAGE_COLUMNS}, content FROM messages WHERE state = ? ORDER BY queue_id LIMIT ?",
+            (State.INCOMING, limit),
+        )
+        return self._messages(rows)
+
+    def due_ids(self, now: float) -> dict[str, list[str]]:
+        """Queue ids with work due at ``now``: release, delivery, expiry."""
+        due: dict[str, list[str]] = {"release": [], "deliver": [], "expire": []}
+        for row in self._read(
+            "SELECT queue_id, state, release_at, next_attempt_at, expires_at FROM messages"
+            " WHERE state IN (?,?,?,?) ORDER BY queue_id",
+            (State.DELAYED, State.AWAITING_APPROVAL, State.READY, State.DEFERRED),
+        ):
+            state = State(row["state"])
+            if state in (State.DELAYED, State.AWAITING_APPROVAL, State.DEFERRED) and row["expires_at"] <= now:
+                due["expire"].append(row["queue_id"])
+            elif state is State.DELAYED and row["release_at"] is not None and row["release_at"] <= now:
+                due["release"].append(row["queue_id"])
+            elif state is State.READY or (state is State.DEFERRED and (row["next_attempt_at"] or 0) <= now):
+                due["deliver"].append(row["queue_id"])
+        return due
+
+    # --- state changes ----------------------------------------------------------------
+
+    def _state_of(self, conn: sqlite3.Connection, queue_id: str) -> State | None:
+        row = conn.execute("SELECT state FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+        return State(row[0]) if row else None
+
+    def _transition(
+        self,
+        conn: sqlite3.Connection,
+        queue_id: str,
+        allowed: Iterable[State],
+        new_state: State,
+        entry: LogEntry,
+        wanted: str,
+        **columns: Any,
+    ) -> QueuedMessage:
+        current = self._state_of(conn, queue_id)
+        if current is None or current not in set(allowed):
+            raise TransitionError(queue_id, current, wanted)
+        sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *columns))
+        conn.execute(f"UPDATE messages SET {sets} WHERE queue_id = ?",
+                     (new_state, entry.at, *columns.values(), queue_id))
+        row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+        rcpts = tuple(
+            Recipient(r["address"], RecipientStatus(r["status"]), r["reply"])
+            for r in conn.execute("SELECT address, status, reply FROM recipients WHERE queue_id = ?"
+                                  " ORDER BY position", (queue_id,))
+        )
+        msg = self._message(row, rcpts)
+        record.append(conn, _with_message(entry, msg))
+        return msg
+
+    def apply_verdict(self, queue_id: str, verdict: Verdict, new_state: State, *,
+                      notice: Submission | None = None, lifetime: float = 0, now: float | None = None) -> None:
+        """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings;
+        ``notice`` (a DSN for a rejection) is queued in the same transaction."""
+        now = time.time() if now is None else now
+        findings = [f.to_dict() for f in verdict.findings]
+        with self._write() as conn:
+            self._transition(
+                conn, queue_id, [State.INCOMING], new_state,
+                LogEntry(event="decided", queue_id=queue_id, findings=tuple(findings), at=now,
+                         detail={"action": str(verdict.action), "release_at": verdict.release_at}),
+                "decide", release_at=verdict.release_at, findings=json.dumps(findings, ensure_ascii=False),
+            )
+            if notice is not None:
+                self._insert(conn, notice, lifetime=lifetime, now=now)
+
+    def release_due(self, queue_ids: Iterable[str], *, now: float | None = None) -> list[str]:
+        """delayed → ready for holds whose time has come. Returns the ids released."""
+        now = time.time() if now is None else now
+        released = []
+        with self._write() as conn:
+            for qid in queue_ids:
+                if self._state_of(conn, qid) is State.DELAYED:
+                    self._transition(conn, qid, [State.DELAYED], State.READY,
+                                     LogEntry(event="released", queue_id=qid, at=now,
+                                              detail={"reason": "hold delay ended"}), "release")
+                    released.append(qid)
+        return released
+
+    def act(self, queue_id: str, action: str, actor: str, comment: str = "",
+            notice: Submission | None = None, lifetime: float = 0) -> QueuedMessage:
+        """A person's decision on a held message.
+
+        action: ``release`` (send now: delayed → ready), ``approve`` (awaiting_approval →
+        ready), ``cancel`` (by its sender: any held state → cancelled), ``reject`` (by a
+        manager: awaiting_approval or delayed → rejected; ``notice`` tells the sender).
+        Raises TransitionError when the message is not in a state that allows it
+        (already delivering, already final).
+        """
+        allowed, new_state, event = {
+            "release": ([State.DELAYED], State.READY, "released"),
+            "approve": ([State.AWAITING_APPROVAL], State.READY, "approved"),
+            "cancel": ([State.INCOMING, State.DELAYED, State.AWAITING_APPROVAL, State.READY, State.DEFERRED],
+                       State.CANCELLED, "cancelled"),
+            "reject": ([State.DELAYED, State.AWAITING_APPROVAL], State.REJECTED, "rejected"),
+        }[action]
+        now = time.time()
+        with self._write() as conn:
+            msg = self._transition(conn, queue_id, allowed, new_state,
+                                   LogEntry(event=event, queue_id=queue_id, actor=actor, at=now,
+                                            detail={"comment": comment} if comment else {}),
+                                   action, next_attempt_at=None)
+            if notice is not None:
+                self._insert(conn, notice, lifetime=lifetime, now=now)
+        return msg
+
+    def claim(self, queue_id: str, *, now: float | None = None) -> QueuedMessage | None:
+        """ready/deferred → delivering, with content; None if someone else acted first."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            current = self._state_of(conn, queue_id)
+            if current not in (State.READY, State.DEFERRED):
+                return None
+            conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1"
+                         " WHERE queue_id = ?", (State.DELIVERING, now, queue_id))
+        return self.get(queue_id, content=True)
+
+    def finish(
+        self,
+        queue_id: str,
+        new_state: State,
+        results: dict[str, tuple[RecipientStatus, str]],
+        entry: LogEntry,
+        *,
+        next_attempt_at: float | None = None,
+        dsn: Submission | None = None,
+        dsn_lifetime: float = 0,
+    ) -> None:
+        """Record a delivery attempt (or expiry): per-recipient outcome, the new state,
+        and the DSN to the sender, all in one transaction."""
+        with self._write() as conn:
+            for address, (status, reply) in results.items():
+                conn.execute("UPDATE recipients SET status = ?, reply = ? WHERE queue_id = ? AND address = ?",
+                             (status, reply, queue_id, address))
+            allowed = [State.DELIVERING, State.DELAYED, State.AWAITING_APPROVAL, State.DEFERRED]
+            self._transition(conn, queue_id, allowed, new_state, entry, "finish",
+                             next_attempt_at=next_attempt_at)
+            if dsn is not None:
+                self._insert(conn, dsn, lifetime=dsn_lifetime, now=entry.at)
+
+    def recover(self, *, now: float | None = None) -> list[str]:
+        """At start: messages caught mid-delivery by a crash go back to ready."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute("SELECT queue_id FROM messages WHERE state = ?", (State.DELIVERING,))]
+            for qid in ids:
+                self._transition(conn, qid, [State.DELIVERING], State.READY,
+                                 LogEntry(event="recovered", queue_id=qid, at=now,
+                                          detail={"reason": "delivery interrupted by a stop; retrying"}),
+                                 "recover")
+        return ids
+
+    # --- users ------------------------------------------------------------------------
+
+    def add_user(self, username: str, password_hash: str, role: str, addresses: list[str], actor: str) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise ValueError(f"ユーザー {username} は既に存在します (user exists)")
+            conn.execute("INSERT INTO users VALUES (?,?,?,?,0,?)",
+                         (username, password_hash, role, json.dumps(addresses), time.time()))
+            record.append(conn, LogEntry(event="user_added", queue_id=None, actor=actor,
+                                         detail={"username": username, "role": role, "addresses": addresses}))
+
+    def update_user(self, username: str, actor: str, **changes: Any) -> None:
+        """Change ``password_hash``, ``disabled``, ``role`` or ``addresses``; the hash is never logged."""
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise KeyError(username)
+            for column, value in changes.items():
+                stored = json.dumps(value) if column == "addresses" else value
+                conn.execute(f"UPDATE users SET {column} = ? WHERE username = ?", (stored, username))
+            logged = {k: v for k, v in changes.items() if k != "password_hash"}
+            if "password_hash" in changes:
+                logged["password"] = "changed"
+            record.append(conn, LogEntry(event="user_changed", queue_id=None, actor=actor,
+                                         detail={"username": username, **logged}))
+
+    def get_user(self, username: str) -> dict | None:
+        rows = self._read("SELECT * FROM users WHERE username = ?", (username,))
+        return _user(rows[0]) if rows else None
+
+    def list_users(self) -> list[dict]:
+        return [_user(r) for r in self._read("SELECT * FROM users ORDER BY username")]
+
+    # --- send log ---------------------------------------------------------------------
+
+    def log(self, **filters: Any) -> list[tuple[int, LogEntry]]:
+        with self._lock:
+            return record.query(self._conn, **filters)
+
+    def verify_log(self) -> tuple[int, int | None]:
+        with self._lock:
+            return record.verify(self._conn)
+
+
+def _user(row: sqlite3.Row) -> dict:
+    return {"username": row["username"], "password_hash": row["password_hash"], "role": row["role"],
+            "addresses": json.loads(row["addresses"]), "disabled": bool(row["disabled"]),
+            "created_at": row["created_at"]}
+
+
+def _with_message(entry: LogEntry, msg: QueuedMessage) -> LogEntry:
+    """Fill the log entry's message fields from the stored message."""
+    return replace(entry, message_id=msg.message_id, mail_from=msg.envelope.mail_from,
+                   auth_user=msg.auth_user, recipients=msg.envelope.rcpt_tos, state=str(msg.state),
+                   findings=entry.findings)
+
+
+class AsyncStore:
+    """The same methods, run one at a time on a dedicated thread (never on the event loop)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, lambda: method(*args, **kwargs))
+
+        return call
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.store.close()
