@@ -106,6 +106,8 @@ class RelayHandler:
         return any(ip in net for net in self.settings.trusted_networks)
 
     async def handle_MAIL(self, server, session: Session, envelope: SMTPEnvelope, address: str, mail_options):
+        if address == "<>":
+            address = ""     # aiosmtpd's form of the null reverse-path (RFC 5321 §4.5.5)
         user = _user(session)
         if user is not None and not user.owns(address):
             log.warning("sender %r refused for user %s", address, user.username)

@@ -1,0 +1,241 @@
+"""Fixtures: a real upstream SMTP server and a real ``mailguard serve`` process, on loopback.
+
+``upstream``: an aiosmtpd server (in a thread of the test process) that stores
+what it receives and can be told to refuse: ``upstream.refuse_rcpt[addr] = "550 …"``,
+``upstream.data_replies = ["451 …"]`` (used in order, then 250), ``upstream.hang``.
+
+``relay``: starts ``python -m mailguard serve`` with its own data dir and a copy
+of tests/policies, pointed at the upstream. ``relay.cli(...)`` runs the CLI
+against the same store; ``relay.kill()`` is SIGKILL; ``relay.start()`` again.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email import policy as email_policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+HERE = Path(__file__).parent
+INTERNAL = "sakura-kaigo.example.jp"
+STAFF = f"staff@{INTERNAL}"
+REGISTERED = "renkei@minato-hospital.example.jp"
+UNREGISTERED = "someone@unknown-partner.example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.content, policy=email_policy.default)
+
+
+class UpstreamHandler:
+    def __init__(self):
+        self.messages: list[Received] = []
+        self.refuse_rcpt: dict[str, str] = {}
+        self.data_replies: list[str] = []
+        self.hang = threading.Event()     # set: DATA never answers (until cleared)
+        self.data_started = threading.Event()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse_rcpt:
+            return self.refuse_rcpt[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        self.data_started.set()
+        while self.hang.is_set():
+            await asyncio.sleep(0.05)
+        if self.data_replies:
+            return self.data_replies.pop(0)
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 2.0.0 Ok: queued upstream"
+
+
+class Upstream:
+    def __init__(self):
+        self.handler = UpstreamHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True)
+
+    def __getattr__(self, name):
+        return getattr(self.handler, name)
+
+    def to(self, address: str) -> list[Received]:
+        return [m for m in self.handler.messages if address in m.rcpt_tos]
+
+    def wait_to(self, address: str, count: int = 1, timeout: float = 10.0) -> list[Received]:
+        return wait_for(lambda: len(self.to(address)) >= count and self.to(address), timeout,
+                        what=f"{count} message(s) to {address} upstream")
+
+
+@pytest.fixture
+def upstream():
+    up = Upstream()
+    up.controller.start()
+    yield up
+    up.handler.hang.clear()
+    up.controller.stop()
+
+
+@dataclass
+class Relay:
+    tmp: Path
+    env: dict[str, str]
+    port: int
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self):
+        self.log_path = self.tmp / "serve.log"
+
+    @property
+    def policies(self) -> Path:
+        return Path(self.env["MAILGUARD_POLICIES_DIR"])
+
+    def start(self, **env: str) -> "Relay":
+        self.env.update(env)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mailguard", "serve"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mailguard serve exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"mailguard serve did not listen:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "mailguard", *args], env=self.env, cwd=self.tmp,
+                                capture_output=True, text=True, input=input, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"mailguard {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def state(self, queue_id: str) -> str:
+        out = self.cli("queue", "show", queue_id).stdout
+        return next(line.split()[1] for line in out.splitlines() if line.startswith("状態:"))
+
+
+def relay_env(tmp: Path, port: int, upstream: Upstream | None, **extra: str) -> dict[str, str]:
+    policies = tmp / "policies"
+    if not policies.exists():
+        shutil.copytree(HERE / "policies", policies)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGUARD_")}
+    env.update({
+        "MAILGUARD_SMTP_LISTEN": f"127.0.0.1:{port}",
+        "MAILGUARD_DATA_DIR": str(tmp / "var"),
+        "MAILGUARD_POLICIES_DIR": str(policies),
+        "MAILGUARD_UPSTREAM": f"127.0.0.1:{upstream.port}" if upstream else "",
+        "MAILGUARD_UPSTREAM_TLS": "none",
+        "MAILGUARD_HOSTNAME": "mailguard.test",
+        "MAILGUARD_HOLD_DELAY": "2",
+        "MAILGUARD_QUEUE_SCAN_INTERVAL": "0.1",
+        "MAILGUARD_POLICY_SCAN_INTERVAL": "0.2",
+        "MAILGUARD_RETRY_MIN_BACKOFF": "1",
+        "MAILGUARD_RETRY_MAX_BACKOFF": "2",
+        "MAILGUARD_LOG_LEVEL": "INFO",
+    })
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def make_relay(tmp_path, upstream):
+    relays = []
+
+    def make(**extra: str) -> Relay:
+        port = free_port()
+        relay = Relay(tmp_path, relay_env(tmp_path, port, upstream, **extra), port)
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        relay.stop()
+
+
+@pytest.fixture
+def relay(make_relay) -> Relay:
+    return make_relay().start()
+
+
+def send(relay: Relay, rcpts: list[str], *, sender: str = STAFF, subject: str = "テスト",
+         body: str = "本文です。\n", headers: dict[str, str] | None = None) -> str:
+    """Send one message with smtplib; returns the queue id from the 250 reply."""
+    import smtplib
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(rcpts)
+    msg["Subject"] = subject
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail(sender)
+        for rcpt in rcpts:
+            code, text = client.rcpt(rcpt)
+            assert code == 250, (code, text)
+        code, text = client.data(msg.as_bytes(policy=email_policy.SMTP))
+    assert code == 250, (code, text)
+    return text.decode().rsplit(" ", 1)[-1]
