@@ -25,7 +25,7 @@ from typing import Annotated
 
 import idna
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .model import Action
 
@@ -130,16 +130,17 @@ class AddressBookFile(_Strict):
     domain: list[DomainEntry] = []
 
 
-class DecisionFile(_Strict):
-    actions: dict[str, Action] = {}
+def _known_code(code: str) -> str:
+    if code not in DEFAULT_ACTIONS:
+        raise ValueError(f"unknown finding code {code!r}; known: {sorted(DEFAULT_ACTIONS)}")
+    return code
 
-    @field_validator("actions")
-    @classmethod
-    def _known_codes(cls, actions: dict[str, Action]) -> dict[str, Action]:
-        unknown = sorted(set(actions) - set(DEFAULT_ACTIONS))
-        if unknown:
-            raise ValueError(f"unknown finding code(s) {unknown}; known: {sorted(DEFAULT_ACTIONS)}")
-        return actions
+
+FindingCode = Annotated[str, AfterValidator(_known_code)]
+
+
+class DecisionFile(_Strict):
+    actions: dict[FindingCode, Action] = {}
 
 
 FILES: dict[str, type[_Strict]] = {
@@ -250,6 +251,8 @@ def _load_file(path: Path, model: type[_Strict], problems: list[str]) -> _Strict
 def _dotted(loc: tuple) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":   # pydantic's marker for "the key itself was invalid"
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(file)"
 

@@ -1,0 +1,89 @@
+"""Decision and settlement: pure functions, checked directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import HERE, INTERNAL, REGISTERED, UNREGISTERED
+from mailguard import policy
+from mailguard.decide import decide
+from mailguard.deliver import Attempt
+from mailguard.inspect import inspect
+from mailguard.model import (Action, Envelope, Origin, QueuedMessage, Recipient, RecipientStatus,
+                             State)
+from mailguard.queue import backoff, settle
+from mailguard.settings import load_settings
+
+POLICY = policy.load(HERE / "policies")
+SETTINGS = load_settings(retry_min_backoff=300, retry_max_backoff=4000, queue_lifetime=432000)
+
+
+def message(*rcpts: str, attempts: int = 1, expires_at: float = 1e12,
+            statuses: dict[str, RecipientStatus] | None = None) -> QueuedMessage:
+    statuses = statuses or {}
+    return QueuedMessage(
+        queue_id="Q", state=State.DELIVERING, origin=Origin.SMTP, envelope=Envelope("s@" + INTERNAL, rcpts),
+        recipients=tuple(Recipient(r, statuses.get(r, RecipientStatus.PENDING)) for r in rcpts),
+        auth_user=None, client_addr="127.0.0.1", message_id="<m@x>", subject="", size=1,
+        received_at=1000.0, release_at=None, next_attempt_at=None, expires_at=expires_at, attempts=attempts,
+    )
+
+
+def verdict_for(*rcpts: str):
+    return decide(inspect(message(*rcpts), POLICY), POLICY, received_at=1000.0, hold_delay=300)
+
+
+def test_internal_only_is_delivered_at_once():
+    v = verdict_for(f"a@{INTERNAL}", f"b@{INTERNAL}")
+    assert v.action is Action.DELIVER and v.findings == () and v.release_at is None
+
+
+def test_registered_external_is_delayed_by_the_hold():
+    v = verdict_for(REGISTERED)
+    assert v.action is Action.DELAY and v.release_at == 1300.0
+    assert [f.code for f in v.findings] == ["external_recipient"]
+
+
+def test_unregistered_external_needs_approval_and_says_why_first():
+    v = verdict_for(REGISTERED, UNREGISTERED)
+    assert v.action is Action.APPROVAL and v.release_at is None
+    assert v.findings[0].code == "unregistered_recipient" and v.findings[0].subject == UNREGISTERED
+    assert "アドレス帳に登録されていない" in v.findings[0].text
+
+
+def test_backoff_doubles_from_min_to_max():
+    assert [backoff(n, SETTINGS) for n in (1, 2, 3, 4, 5, 6)] == [300, 600, 1200, 2400, 4000, 4000]
+
+
+def test_temporary_failure_defers_with_backoff():
+    m = message("a@x.example", attempts=2)
+    outcome = settle(m, Attempt("up", {"a@x.example": (451, "4.3.0 later")}), 5000.0, SETTINGS)
+    assert outcome.state is State.DEFERRED and outcome.next_attempt_at == 5600.0 and outcome.bounced == {}
+
+
+def test_temporary_failure_after_the_lifetime_bounces():
+    m = message("a@x.example", expires_at=4000.0)
+    outcome = settle(m, Attempt("up", {"a@x.example": (451, "4.3.0 later")}), 5000.0, SETTINGS)
+    assert outcome.state is State.BOUNCED
+    assert outcome.bounced["a@x.example"][1].startswith("4.4.7 queue lifetime expired")
+
+
+def test_partial_success_is_kept_per_recipient():
+    m = message("a@x.example", "b@x.example", "c@x.example")
+    replies = {"a@x.example": (250, "ok"), "b@x.example": (550, "5.1.1 unknown"), "c@x.example": (452, "4.2.2 full")}
+    outcome = settle(m, Attempt("up", replies), 5000.0, SETTINGS)
+    assert outcome.state is State.DEFERRED
+    assert outcome.results["a@x.example"][0] is RecipientStatus.DELIVERED
+    assert outcome.results["b@x.example"][0] is RecipientStatus.BOUNCED
+    assert outcome.results["c@x.example"][0] is RecipientStatus.PENDING
+    assert list(outcome.bounced) == ["b@x.example"]
+
+
+def test_last_recipient_settled_after_an_earlier_success_is_delivered():
+    m = message("a@x.example", "b@x.example", statuses={"a@x.example": RecipientStatus.DELIVERED})
+    outcome = settle(m, Attempt("up", {"b@x.example": (550, "5.1.1 unknown")}), 5000.0, SETTINGS)
+    assert outcome.state is State.DELIVERED and list(outcome.bounced) == ["b@x.example"]
+
+
+def test_shipped_example_policies_load(tmp_path: Path):
+    assert policy.load(HERE.parent / "policies").actions["unregistered_recipient"] is Action.APPROVAL
