@@ -32,12 +32,15 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [ -f "$WORK/postfix/main.cf" ] && postfix -c "$WORK/postfix" stop >/dev/null 2>&1 || true
   wait 2>/dev/null || true
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || { echo "port $1 is in use (a stale run?)" >&2; exit 1; }; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 now() { date +%s.%N; }
 
+for port in $SINK_PORT $MG_PORT $PF_PORT; do port_free $port; done
 smtp-sink -u nobody -c 127.0.0.1:$SINK_PORT 1024 >/dev/null &
 pids+=($!)
 wait_port $SINK_PORT
@@ -94,6 +97,9 @@ smtpd_relay_restrictions = permit_mynetworks, reject
 maillog_file_prefixes = $WORK
 maillog_file = $WORK/postfix.log
 smtp_tls_security_level = none
+alias_maps =
+alias_database =
+local_recipient_maps =
 EOF
   postfix -c "$dir" set-permissions >/dev/null 2>&1 || true
   postfix -c "$dir" check
@@ -110,4 +116,3 @@ run postfix $PF_PORT pf_delivered
 echo
 echo "$MESSAGES messages x $SIZE bytes, $SESSIONS sessions, loopback, $(nproc) cores; upstream: smtp-sink"
 cat "$WORK/results"
-rm -rf "$WORK"

@@ -16,6 +16,7 @@ when they change and keeps the last good policy when they are broken.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import tomllib
@@ -38,6 +39,7 @@ DEFAULT_ACTIONS: dict[str, Action] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def ascii_domain(domain: str) -> str:
     """Lower-case A-label form of a domain (IDNA 2008 with UTS #46 mapping).
 

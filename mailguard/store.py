@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -102,7 +102,8 @@ class Store:
         self.path = path
         self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._in_batch = False
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
@@ -113,8 +114,15 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One durable write transaction; rolled back on any exception."""
+        """One durable write transaction; rolled back on any exception.
+
+        Inside ``run_batch`` the batch's transaction is used instead, and the
+        caller's savepoint undoes this call's writes alone if it fails.
+        """
         with self._lock:
+            if self._in_batch:
+                yield self._conn
+                return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -122,6 +130,36 @@ class Store:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def run_batch(self, calls: list[tuple[Callable[..., Any], tuple, dict]]) -> list[tuple[bool, Any]]:
+        """Group commit: run several calls in one transaction, one fsync for all.
+
+        Each call runs inside its own savepoint, so a call that raises (a refused
+        transition, say) leaves no writes and does not disturb the others. Returns
+        ``(ok, result or exception)`` per call; nothing is reported ok before COMMIT
+        has returned, so a caller may still answer 250 only once its data is on disk.
+        """
+        outcomes: list[tuple[bool, Any]] = []
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
+            try:
+                for fn, args, kwargs in calls:
+                    self._conn.execute("SAVEPOINT call")
+                    try:
+                        outcomes.append((True, fn(*args, **kwargs)))
+                    except Exception as exc:
+                        self._conn.execute("ROLLBACK TO call")
+                        outcomes.append((False, exc))
+                    self._conn.execute("RELEASE call")
+                self._in_batch = False
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._in_batch = False
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                return [(False, exc)] * len(calls)
+        return outcomes
 
     def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -224,22 +262,21 @@ class Store:
         )
         return self._messages(rows)
 
-    def due_ids(self, now: float) -> dict[str, list[str]]:
-        """Queue ids with work due at ``now``: release, delivery, expiry."""
-        due: dict[str, list[str]] = {"release": [], "deliver": [], "expire": []}
-        for row in self._read(
-            "SELECT queue_id, state, release_at, next_attempt_at, expires_at FROM messages"
-            " WHERE state IN (?,?,?,?) ORDER BY queue_id",
-            (State.DELAYED, State.AWAITING_APPROVAL, State.READY, State.DEFERRED),
-        ):
-            state = State(row["state"])
-            if state in (State.DELAYED, State.AWAITING_APPROVAL, State.DEFERRED) and row["expires_at"] <= now:
-                due["expire"].append(row["queue_id"])
-            elif state is State.DELAYED and row["release_at"] is not None and row["release_at"] <= now:
-                due["release"].append(row["queue_id"])
-            elif state is State.READY or (state is State.DEFERRED and (row["next_attempt_at"] or 0) <= now):
-                due["deliver"].append(row["queue_id"])
-        return due
+    def due_ids(self, now: float, limit: int = 1000) -> dict[str, list[str]]:
+        """Queue ids with work due at ``now``, oldest first: ``expire`` (held or deferred
+        past the lifetime), ``release`` (hold ended), ``deliver`` (ready, or deferred and due)."""
+        def ids(where: str, args: tuple) -> list[str]:
+            rows = self._read(f"SELECT queue_id FROM messages WHERE {where} ORDER BY queue_id LIMIT ?",
+                              (*args, limit))
+            return [row[0] for row in rows]
+
+        return {
+            "expire": ids("state IN (?,?,?) AND expires_at <= ?",
+                          (State.DELAYED, State.AWAITING_APPROVAL, State.DEFERRED, now)),
+            "release": ids("state = ? AND release_at <= ? AND expires_at > ?", (State.DELAYED, now, now)),
+            "deliver": ids("state = ? OR (state = ? AND next_attempt_at <= ? AND expires_at > ?)",
+                           (State.READY, State.DEFERRED, now, now)),
+        }
 
     # --- state changes ----------------------------------------------------------------
 
@@ -432,21 +469,61 @@ def _with_message(entry: LogEntry, msg: QueuedMessage) -> LogEntry:
 
 
 class AsyncStore:
-    """The same methods, run one at a time on a dedicated thread (never on the event loop)."""
+    """The same methods, awaited; run on one dedicated thread (never on the event loop).
+
+    Calls that arrive while the thread is busy are run together as one batch
+    (``Store.run_batch``): under load, many SMTP sessions' messages share one
+    fsync instead of queueing for one each.
+    """
+
+    MAX_BATCH = 256
 
     def __init__(self, store: Store):
         self.store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="store", daemon=True)
+        self._thread.start()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self.store, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, lambda: method(*args, **kwargs))
+            future = loop.create_future()
+            self._calls.put((method, args, kwargs, loop, future))
+            return await future
 
         return call
 
+    def _work(self) -> None:
+        while True:
+            first = self._calls.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._calls.put(None)   # stop after this batch
+                    break
+                batch.append(item)
+            outcomes = self.store.run_batch([(fn, args, kwargs) for fn, args, kwargs, _, _ in batch])
+            for (_, _, _, loop, future), (ok, value) in zip(batch, outcomes):
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._calls.put(None)
+        self._thread.join()
         self.store.close()
+
+
+def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
