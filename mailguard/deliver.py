@@ -11,6 +11,7 @@ for connect and each command; the reply to the final "." waits
 MAILGUARD_UPSTREAM_DATA_TIMEOUT (600 s, RFC 5321 §4.5.3.2.6), because giving up
 early makes us send again a message the upstream already took.
 Partial refusals come back per recipient (aiosmtplib raises per RCPT).
+Idle connections are cached for reuse, as Postfix does (see ``Deliverer``).
 A failure of the whole session (connection, TLS, AUTH, timeout) is reported as
 a temporary 4xx for every recipient: a configuration problem must defer, not bounce.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
-from aiosmtplib import SMTPException, SMTPResponseException
+from aiosmtplib import SMTPException, SMTPResponseException, SMTPServerDisconnected
 
 from .model import QueuedMessage
 from .settings import Settings
@@ -43,40 +45,105 @@ class Attempt:
     replies: dict[str, tuple[int, str]]
 
 
-async def deliver(message: QueuedMessage, settings: Settings) -> Attempt:
-    recipients = message.pending_recipients
-    assert message.content is not None, "claim() loads the content"
-    if settings.upstream is None:
-        path = await asyncio.to_thread(write_outbox, settings.outbox_dir, message)
-        return Attempt("outbox", {r: (250, f"2.0.0 written to {path}") for r in recipients})
-    return await _smtp(message, recipients, settings)
+class _StaleConnection(Exception):
+    """A cached connection turned out dead before the upstream accepted anything."""
 
 
-async def _smtp(message: QueuedMessage, recipients: tuple[str, ...], settings: Settings) -> Attempt:
-    upstream = settings.upstream
-    replies: dict[str, tuple[int, str]] = {}
-    client = aiosmtplib.SMTP(
-        hostname=upstream.host, port=upstream.port,
-        local_hostname=settings.hostname,
-        timeout=settings.upstream_timeout,
-        use_tls=settings.upstream_tls == "tls",
-        start_tls=settings.upstream_tls == "starttls",   # required, never opportunistic
-        validate_certs=settings.upstream_tls_verify,
-        cert_bundle=str(settings.upstream_ca_file) if settings.upstream_ca_file else None,
-    )
-    try:
-        await client.connect()
-        if settings.upstream_username:
-            password = settings.upstream_password.get_secret_value() if settings.upstream_password else ""
-            await client.login(settings.upstream_username, password)
+class Deliverer:
+    """Delivery attempts, with a cache of idle upstream connections (Postfix's scache).
+
+    A connection is kept for reuse after a complete transaction, at most
+    ``MAILGUARD_DELIVERY_CONCURRENCY`` of them, each for IDLE_LIMIT seconds and
+    REUSE_LIMIT transactions. If a reused connection fails before MAIL FROM is
+    accepted, the attempt moves to a fresh connection; after that point a failure
+    is a temporary error, never a silent resend.
+    """
+
+    IDLE_LIMIT = 5.0
+    REUSE_LIMIT = 100
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._idle: list[tuple[float, int, aiosmtplib.SMTP]] = []   # (idle since, uses, client)
+
+    async def __call__(self, message: QueuedMessage) -> Attempt:
+        recipients = message.pending_recipients
+        assert message.content is not None, "claim() loads the content"
+        if self.settings.upstream is None:
+            path = await asyncio.to_thread(write_outbox, self.settings.outbox_dir, message)
+            return Attempt("outbox", {r: (250, f"2.0.0 written to {path}") for r in recipients})
+        return await self._smtp(message, recipients)
+
+    def close(self) -> None:
+        for _, _, client in self._idle:
+            client.close()
+        self._idle.clear()
+
+    async def _smtp(self, message: QueuedMessage, recipients: tuple[str, ...]) -> Attempt:
+        upstream = self.settings.upstream
+        cached = self._take_idle()
+        client, uses = (cached[2], cached[1]) if cached else (None, 0)
+        try:
+            if client is not None:
+                try:
+                    replies = await self._transaction(client, message, recipients, reused=True)
+                    self._keep(client, uses + 1)
+                    return Attempt(upstream.host, replies)
+                except _StaleConnection:
+                    client.close()
+            client = await self._connect()
+            replies = await self._transaction(client, message, recipients, reused=False)
+            self._keep(client, 1)
+            return Attempt(upstream.host, replies)
+        except (SMTPException, OSError, asyncio.TimeoutError) as exc:
+            if client is not None:
+                client.close()
+            text = f"4.4.1 delivery to {upstream} failed: {type(exc).__name__}: {exc}"
+            if isinstance(exc, SMTPResponseException):
+                text = f"4.4.1 upstream {upstream} said: {exc.code} {exc.message}"
+            log.warning("%s: %s", message.queue_id, text)
+            return Attempt(upstream.host, {r: (451, text) for r in recipients})
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        settings = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.upstream.host, port=settings.upstream.port,
+            local_hostname=settings.hostname,
+            timeout=settings.upstream_timeout,
+            use_tls=settings.upstream_tls == "tls",
+            start_tls=settings.upstream_tls == "starttls",   # required, never opportunistic
+            validate_certs=settings.upstream_tls_verify,
+            cert_bundle=str(settings.upstream_ca_file) if settings.upstream_ca_file else None,
+        )
+        try:
+            await client.connect()
+            if settings.upstream_username:
+                password = settings.upstream_password.get_secret_value() if settings.upstream_password else ""
+                await client.login(settings.upstream_username, password)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def _transaction(self, client: aiosmtplib.SMTP, message: QueuedMessage,
+                           recipients: tuple[str, ...], *, reused: bool) -> dict[str, tuple[int, str]]:
+        """MAIL, RCPT per recipient, DATA. Returns the reply per recipient; raises on a
+        session failure (``_StaleConnection`` when a reused connection is found dead)."""
         options, encoding = _mail_options(message, client)
         if options is None:
-            return Attempt(upstream.host, {r: (550, "5.6.7 upstream does not support SMTPUTF8 (RFC 6531 3.2)")
-                                           for r in recipients})
+            return {r: (550, "5.6.7 upstream does not support SMTPUTF8 (RFC 6531 3.2)") for r in recipients}
         try:
             await client.mail(message.envelope.mail_from, options=options, encoding=encoding)
         except SMTPResponseException as exc:
-            return Attempt(upstream.host, {r: (exc.code, exc.message) for r in recipients})
+            if reused and exc.code == 421:
+                raise _StaleConnection() from exc
+            await self._reset(client)
+            return {r: (exc.code, exc.message) for r in recipients}
+        except (SMTPServerDisconnected, ConnectionError) as exc:
+            if reused:
+                raise _StaleConnection() from exc
+            raise
+        replies: dict[str, tuple[int, str]] = {}
         accepted = []
         for rcpt in recipients:
             try:
@@ -84,27 +151,51 @@ async def _smtp(message: QueuedMessage, recipients: tuple[str, ...], settings: S
                 accepted.append(rcpt)
             except SMTPResponseException as exc:
                 replies[rcpt] = (exc.code, exc.message)
-        if accepted:
-            try:
-                response = await client.data(message.content, timeout=settings.upstream_data_timeout)
-                reply = (response.code, response.message)
-            except SMTPResponseException as exc:
-                reply = (exc.code, exc.message)
-            replies.update({r: reply for r in accepted})
+        if not accepted:
+            await self._reset(client)
+            return replies
         try:
-            await client.quit()
+            response = await client.data(message.content, timeout=self.settings.upstream_data_timeout)
+            reply = (response.code, response.message)
+        except SMTPResponseException as exc:
+            reply = (exc.code, exc.message)
+        replies.update({r: reply for r in accepted})
+        return replies
+
+    @staticmethod
+    async def _reset(client: aiosmtplib.SMTP) -> None:
+        """RSET after an unfinished transaction, so the connection can be reused (or is closed)."""
+        try:
+            await client.rset()
         except (SMTPException, OSError, asyncio.TimeoutError):
-            pass    # the outcome is already known
-    except (SMTPException, OSError, asyncio.TimeoutError) as exc:
-        text = f"4.4.1 delivery to {upstream} failed: {type(exc).__name__}: {exc}"
-        if isinstance(exc, SMTPResponseException):
-            text = f"4.4.1 upstream {upstream} said: {exc.code} {exc.message}"
-        log.warning("%s: %s", message.queue_id, text)
-        for rcpt in recipients:
-            replies.setdefault(rcpt, (451, text))
-    finally:
-        client.close()
-    return Attempt(upstream.host, replies)
+            client.close()
+
+    def _take_idle(self) -> tuple[float, int, aiosmtplib.SMTP] | None:
+        now = time.monotonic()
+        while self._idle:
+            since, uses, client = self._idle.pop()
+            if now - since <= self.IDLE_LIMIT and client.is_connected:
+                return since, uses, client
+            client.close()
+        return None
+
+    def _keep(self, client: aiosmtplib.SMTP, uses: int) -> None:
+        if (client.is_connected and uses < self.REUSE_LIMIT
+                and len(self._idle) < self.settings.delivery_concurrency):
+            self._idle.append((time.monotonic(), uses, client))
+            asyncio.get_running_loop().call_later(self.IDLE_LIMIT + 0.5, self._expire_idle)
+        else:
+            client.close()
+
+    def _expire_idle(self) -> None:
+        now = time.monotonic()
+        keep = []
+        for since, uses, client in self._idle:
+            if now - since <= self.IDLE_LIMIT and client.is_connected:
+                keep.append((since, uses, client))
+            else:
+                client.close()
+        self._idle = keep
 
 
 def _mail_options(message: QueuedMessage, client: aiosmtplib.SMTP) -> tuple[list[str] | None, str]:

@@ -1,14 +1,14 @@
 """queue: the queue manager (Postfix's qmgr). Moves every message to its end.
 
-Each scan (on every accepted message, after every delivery, and at least every
-MAILGUARD_QUEUE_SCAN_INTERVAL seconds, which is also how changes made by the CLI
-or the console from another process are seen):
+On every accepted message: ``incoming`` → inspect → decide → delayed /
+awaiting_approval / ready / rejected; a ready message waits in memory for a
+delivery slot (at most MAILGUARD_DELIVERY_CONCURRENCY at once, oldest first).
+Every MAILGUARD_QUEUE_SCAN_INTERVAL seconds the store is searched for what time
+or another process made due (this is how CLI and console actions are seen):
 
-1. ``incoming`` → inspect → decide → delayed / awaiting_approval / ready / rejected;
-2. held or deferred past the queue lifetime (MAILGUARD_QUEUE_LIFETIME) → bounced, DSN;
-3. ``delayed`` whose hold has ended → ready;
-4. ``ready``, and ``deferred`` whose retry time has come → delivering, at most
-   MAILGUARD_DELIVERY_CONCURRENCY at once.
+1. held or deferred past the queue lifetime (MAILGUARD_QUEUE_LIFETIME) → bounced, DSN;
+2. ``delayed`` whose hold has ended → ready;
+3. ``ready``, and ``deferred`` whose retry time has come → waiting for a slot.
 
 After an attempt, ``settle`` decides per recipient: 2xx delivered, 5xx bounced
 (a DSN to the sender), 4xx or no answer stays pending and the message is
@@ -29,7 +29,7 @@ from typing import Awaitable, Callable
 
 from . import dsn
 from .decide import STATE_FOR, decide
-from .deliver import Attempt, deliver
+from .deliver import Attempt, Deliverer
 from .inspect import inspect
 from .model import Action, Origin, QueuedMessage, RecipientStatus, State, Submission, Verdict
 from .policy import Policy, PolicyWatcher
@@ -39,7 +39,8 @@ from .store import AsyncStore, Store
 
 log = logging.getLogger("mailguard.queue")
 
-Deliverer = Callable[[QueuedMessage, Settings], Awaitable[Attempt]]
+INCOMING_BATCH = 100   # messages decided per scan, so dispatching is never starved
+DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
 
 @dataclass(frozen=True)
@@ -107,14 +108,18 @@ def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str
 
 class QueueManager:
     def __init__(self, settings: Settings, db: AsyncStore, policies: PolicyWatcher,
-                 deliverer: Deliverer = deliver):
+                 deliverer: DeliverFunction | None = None):
         self.settings = settings
         self.db = db
         self.policies = policies
-        self.deliverer = deliverer
+        self.deliverer = deliverer or Deliverer(settings)
         self._wake = asyncio.Event()
         self._stopping = False
         self._active: dict[str, asyncio.Task] = {}
+        # Ready to go, not yet started (insertion-ordered: oldest first). A message
+        # cancelled meanwhile is simply not claimed.
+        self._waiting: dict[str, None] = {}
+        self._next_full_scan = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -141,26 +146,48 @@ class QueueManager:
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+        if isinstance(self.deliverer, Deliverer):
+            self.deliverer.close()
 
     async def scan(self) -> None:
+        """Decide what arrived, then dispatch deliveries. The store is searched for
+        time-driven work (holds ending, retries due, expiry, and changes made by the
+        CLI or console) once per scan interval, not on every wake-up."""
         policy = self.policies.current
-        for message in await self.db.incoming():
-            await self._decide(message, policy)
+        batch = await self.db.incoming(limit=INCOMING_BATCH)
+        # Concurrently, so that the store commits the whole batch's verdicts at once.
+        states = await asyncio.gather(*(self._decide(message, policy) for message in batch))
+        for message, state in zip(batch, states):
+            if state is State.READY:
+                self._queue_for_delivery(message.queue_id)
+        if len(batch) == INCOMING_BATCH:
+            self.wake()   # more are waiting: come straight back
         now = time.time()
-        due = await self.db.due_ids(now)
-        for queue_id in due["expire"]:
-            await self._expire(queue_id, now)
-        if due["release"]:
-            for queue_id in await self.db.release_due(due["release"], now=now):
-                log.info("%s: hold ended, released", queue_id)
-                due["deliver"].append(queue_id)
-        for queue_id in due["deliver"]:
-            if self._stopping or len(self._active) >= self.settings.delivery_concurrency:
-                break
-            if queue_id not in self._active:
-                self._active[queue_id] = asyncio.create_task(self._deliver(queue_id))
+        if now >= self._next_full_scan:
+            self._next_full_scan = now + self.settings.queue_scan_interval
+            due = await self.db.due_ids(now)
+            for queue_id in due["expire"]:
+                await self._expire(queue_id, now)
+            if due["release"]:
+                for queue_id in await self.db.release_due(due["release"], now=now):
+                    log.info("%s: hold ended, released", queue_id)
+                    self._queue_for_delivery(queue_id)
+            for queue_id in due["deliver"]:
+                self._queue_for_delivery(queue_id)
+        self._dispatch()
 
-    async def _decide(self, message: QueuedMessage, policy: Policy) -> None:
+    def _queue_for_delivery(self, queue_id: str) -> None:
+        if queue_id not in self._waiting and queue_id not in self._active:
+            self._waiting[queue_id] = None
+
+    def _dispatch(self) -> None:
+        """Start attempts, oldest first, up to MAILGUARD_DELIVERY_CONCURRENCY."""
+        while self._waiting and not self._stopping and len(self._active) < self.settings.delivery_concurrency:
+            queue_id = next(iter(self._waiting))
+            del self._waiting[queue_id]
+            self._active[queue_id] = asyncio.create_task(self._deliver(queue_id))
+
+    async def _decide(self, message: QueuedMessage, policy: Policy) -> State:
         if message.origin is Origin.DSN:
             verdict = Verdict(Action.DELIVER, None, ())
         else:
@@ -174,6 +201,7 @@ class QueueManager:
                                     lifetime=self.settings.queue_lifetime)
         log.info("%s: %s (%s)", message.queue_id, state,
                  ", ".join(f"{f.code}:{f.subject}" for f in verdict.findings) or "no findings")
+        return state
 
     async def _expire(self, queue_id: str, now: float) -> None:
         message = await self.db.get(queue_id, content=True)
@@ -204,7 +232,7 @@ class QueueManager:
             message = await self.db.claim(queue_id)
             if message is None:
                 return
-            attempt = await self.deliverer(message, self.settings)
+            attempt = await self.deliverer(message)
             await self._record(message, attempt)
         except asyncio.CancelledError:
             raise
@@ -214,7 +242,7 @@ class QueueManager:
             log.exception("%s: delivery attempt failed unexpectedly", queue_id)
         finally:
             self._active.pop(queue_id, None)
-            self.wake()
+            self._dispatch()   # a slot is free: start the next waiting message
 
     async def _record(self, message: QueuedMessage, attempt: Attempt) -> None:
         now = time.time()

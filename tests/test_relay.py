@@ -201,3 +201,15 @@ def test_log_filters_by_sender(relay, upstream):
     upstream.wait_to(f"b@{INTERNAL}")
     out = relay.cli("log", "--sender", f"nurse@{INTERNAL}").stdout
     assert f"nurse@{INTERNAL}" in out and f"clerk@{INTERNAL}" not in out
+
+
+def test_a_cached_upstream_connection_that_died_is_replaced(relay, upstream):
+    send(relay, [f"first@{INTERNAL}"])
+    upstream.wait_to(f"first@{INTERNAL}")
+    # The upstream restarts while mailguard holds an idle connection to it.
+    upstream.controller.stop()
+    upstream.controller.start()
+    queue_id = send(relay, [f"second@{INTERNAL}"])
+    upstream.wait_to(f"second@{INTERNAL}", timeout=3)
+    log = relay.cli("log", "--queue-id", queue_id).stdout
+    assert log.count(" delivery ") == 1 and "deferred" not in log
