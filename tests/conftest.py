@@ -68,6 +68,18 @@ class UpstreamHandler:
         self.data_replies: list[str] = []
         self.hang = threading.Event()     # set: DATA never answers (until cleared)
         self.data_started = threading.Event()
+        self.one_transaction_per_connection = False
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # one_transaction_per_connection: like a server that drops idle clients, it
+        # answers 421 to a second MAIL on the same connection.
+        done = getattr(session, "transactions", 0)
+        if self.one_transaction_per_connection and done >= 1:
+            return "421 4.4.2 mx.test closing connection"
+        session.transactions = done + 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse_rcpt:
@@ -91,10 +103,26 @@ class Upstream:
     def __init__(self):
         self.handler = UpstreamHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True)
+        self.controller = self._controller()
+
+    def _controller(self) -> Controller:
+        return Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port: connections to the old server are gone."""
+        self.controller.stop()
+        self.controller = self._controller()
+        self.controller.start()
 
     def __getattr__(self, name):
         return getattr(self.handler, name)
+
+    def __setattr__(self, name, value):
+        # upstream.hang = … must reach the handler, not shadow it on this wrapper
+        if name in ("handler", "port", "controller"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.handler, name, value)
 
     def to(self, address: str) -> list[Received]:
         return [m for m in self.handler.messages if address in m.rcpt_tos]

@@ -207,9 +207,19 @@ def test_a_cached_upstream_connection_that_died_is_replaced(relay, upstream):
     send(relay, [f"first@{INTERNAL}"])
     upstream.wait_to(f"first@{INTERNAL}")
     # The upstream restarts while mailguard holds an idle connection to it.
-    upstream.controller.stop()
-    upstream.controller.start()
+    upstream.restart()
     queue_id = send(relay, [f"second@{INTERNAL}"])
     upstream.wait_to(f"second@{INTERNAL}", timeout=3)
     log = relay.cli("log", "--queue-id", queue_id).stdout
     assert log.count(" delivery ") == 1 and "deferred" not in log
+
+
+def test_a_cached_connection_refused_with_421_is_replaced_before_anything_is_sent(relay, upstream):
+    upstream.handler.one_transaction_per_connection = True
+    send(relay, [f"first@{INTERNAL}"])
+    upstream.wait_to(f"first@{INTERNAL}")
+    queue_id = send(relay, [f"second@{INTERNAL}"])
+    upstream.wait_to(f"second@{INTERNAL}", timeout=3)
+    log = relay.cli("log", "--queue-id", queue_id).stdout
+    assert log.count(" delivery ") == 1 and "deferred" not in log
+    assert len(upstream.messages) == 2
