@@ -36,6 +36,7 @@ log = logging.getLogger("mailguard.policy")
 DEFAULT_ACTIONS: dict[str, Action] = {
     "external_recipient": Action.DELAY,
     "unregistered_recipient": Action.APPROVAL,
+    "inspection_failed": Action.APPROVAL,
 }
 
 

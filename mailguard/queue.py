@@ -31,7 +31,8 @@ from . import dsn
 from .decide import STATE_FOR, decide
 from .deliver import Attempt, Deliverer
 from .inspect import inspect
-from .model import Action, Origin, QueuedMessage, RecipientStatus, State, Submission, Verdict
+from .model import (Action, Finding, Origin, QueuedMessage, RecipientStatus, Severity, State,
+                    Submission, Verdict)
 from .policy import Policy, PolicyWatcher
 from .record import LogEntry
 from .settings import Settings
@@ -191,7 +192,14 @@ class QueueManager:
         if message.origin is Origin.DSN:
             verdict = Verdict(Action.DELIVER, None, ())
         else:
-            findings = inspect(message, policy)
+            try:
+                findings = inspect(message, policy)
+            except Exception:
+                # A message we cannot inspect is held for a person, never passed or dropped.
+                log.exception("%s: inspection failed; holding for approval", message.queue_id)
+                findings = (Finding("inspection_failed", Severity.HIGH, message.queue_id,
+                                    "このメールの検査中にエラーが発生したため、自動では送信しません。"
+                                    "管理者が内容を確認してください。"),)
             verdict = decide(findings, policy, received_at=message.received_at,
                              hold_delay=self.settings.hold_delay)
         state = STATE_FOR[verdict.action]
@@ -236,10 +244,14 @@ class QueueManager:
             await self._record(message, attempt)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # The message stays "delivering" and is recovered at the next start;
-            # say so loudly rather than guess an outcome.
-            log.exception("%s: delivery attempt failed unexpectedly", queue_id)
+        except Exception as exc:
+            # Not an SMTP outcome but a fault of ours: retry later like a 4xx, loudly.
+            log.exception("%s: delivery attempt failed unexpectedly; deferring", queue_id)
+            try:
+                await self.db.defer_after_error(queue_id, f"{type(exc).__name__}: {exc}",
+                                                time.time() + self.settings.retry_min_backoff)
+            except Exception:
+                log.exception("%s: could not defer; it stays delivering until the next start", queue_id)
         finally:
             self._active.pop(queue_id, None)
             self._dispatch()   # a slot is free: start the next waiting message

@@ -400,6 +400,13 @@ class Store:
             if dsn is not None:
                 self._insert(conn, dsn, lifetime=dsn_lifetime, now=entry.at)
 
+    def defer_after_error(self, queue_id: str, error: str, next_attempt_at: float) -> None:
+        """delivering → deferred after an internal fault during an attempt."""
+        with self._write() as conn:
+            self._transition(conn, queue_id, [State.DELIVERING], State.DEFERRED,
+                             LogEntry(event="delivery_error", queue_id=queue_id, reply=error[:1000]),
+                             "defer", next_attempt_at=next_attempt_at)
+
     def recover(self, *, now: float | None = None) -> list[str]:
         """At start: messages caught mid-delivery by a crash go back to ready."""
         now = time.time() if now is None else now
