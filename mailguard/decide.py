@@ -1,21 +1,25 @@
 """decide: turn a message's findings into a verdict.
 
-Each finding code maps to an action through the decision table (``decision.toml``,
-defaults in ``policy.DEFAULT_ACTIONS``); the message gets the strongest action of
-all its findings, so friction comes only with risk:
+Each finding code maps to an action through the decision table (``decision.toml``
+``[actions]``, defaults in ``policy.DEFAULT_ACTIONS``); ``[[rules]]`` raise the
+action when several codes occur together (e.g. a first-time recipient *and*
+personal data → approval). The message gets the strongest action of all, so
+friction comes only with risk:
 
     deliver < delay < approval < reject
 
 No findings (every recipient internal) → deliver at once. ``delay`` sets the
 release time to receipt + the hold delay (手引き チェックリスト3-3 5)
-「一定の時間を置いてから送信」). ``approval`` waits for a manager, with no release
-time. Pure function: no I/O, the same inputs give the same verdict.
+「一定の時間を置いてから送信」). ``approval`` waits for a manager. Findings in
+``policy.MANAGER_ONLY`` (a mistyped FAX number, a look-alike domain) always need
+a manager, whatever the table says. Findings come back ordered so that what
+drove the verdict is shown first. Pure function: no I/O.
 """
 
 from __future__ import annotations
 
 from .model import Action, Finding, State, Verdict
-from .policy import Policy
+from .policy import MANAGER_ONLY, Policy
 
 STATE_FOR = {
     Action.DELIVER: State.READY,
@@ -25,17 +29,23 @@ STATE_FOR = {
 }
 
 
+def action_for(finding: Finding, policy: Policy) -> Action:
+    action = policy.actions.get(finding.code, Action.APPROVAL)   # unknown code: be safe
+    if finding.code in MANAGER_ONLY and action.rank < Action.APPROVAL.rank:
+        return Action.APPROVAL
+    return action
+
+
 def decide(findings: tuple[Finding, ...], policy: Policy, *, received_at: float, hold_delay: int) -> Verdict:
     """The verdict for a message received at ``received_at`` (POSIX s).
 
     ``hold_delay`` (s) is MAILGUARD_HOLD_DELAY; ``[hold] delay_seconds`` in the policy wins over it.
     """
-    action = Action.DELIVER
-    for finding in findings:
-        candidate = policy.actions.get(finding.code, Action.APPROVAL)  # unknown code: be safe
-        if candidate.rank > action.rank:
-            action = candidate
+    action = max((action_for(f, policy) for f in findings), key=lambda a: a.rank, default=Action.DELIVER)
+    codes = {f.code for f in findings}
+    for rule in policy.rules:
+        if set(rule.when) <= codes and rule.action.rank > action.rank:
+            action = rule.action
     release_at = received_at + policy.hold_delay(hold_delay) if action is Action.DELAY else None
-    # Show the findings that drove the verdict first.
-    ordered = sorted(findings, key=lambda f: -policy.actions.get(f.code, Action.APPROVAL).rank)
+    ordered = sorted(findings, key=lambda f: (-action_for(f, policy).rank, -f.severity.rank))
     return Verdict(action, release_at, tuple(ordered))

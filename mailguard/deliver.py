@@ -147,7 +147,7 @@ class Deliverer:
         accepted = []
         for rcpt in recipients:
             try:
-                await client.rcpt(rcpt, encoding=encoding)
+                await client.rcpt(message.rcpt_to(rcpt), encoding=encoding)
                 accepted.append(rcpt)
             except SMTPResponseException as exc:
                 replies[rcpt] = (exc.code, exc.message)
@@ -221,7 +221,8 @@ def write_outbox(outbox: Path, message: QueuedMessage) -> Path:
     final = outbox / f"{message.queue_id}.eml"
     temporary = outbox / f".{message.queue_id}.tmp"
     header = (f"Return-Path: <{message.envelope.mail_from}>\r\n"
-              f"X-Mailguard-Rcpt-To: {', '.join(message.pending_recipients)}\r\n").encode("utf-8")
+              f"X-Mailguard-Rcpt-To: {', '.join(message.rcpt_to(r) for r in message.pending_recipients)}\r\n"
+              ).encode("utf-8")
     with open(temporary, "wb") as fh:
         fh.write(header + (message.content or b""))
         fh.flush()

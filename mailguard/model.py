@@ -46,6 +46,10 @@ class Severity(StrEnum):
     HIGH = "high"
     CRITICAL = "critical"
 
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
 
 class Action(StrEnum):
     """What the decision stage makes of a message, weakest first."""
@@ -74,19 +78,22 @@ class Finding:
     severity: how bad it is if the fact means a misdelivery.
     subject:  what it is about: a recipient address, an attachment name.
     text:     explanation for staff and managers, in Japanese.
+    suggestion: the registered address or FAX number the sender probably meant.
     """
 
     code: str
     severity: Severity
     subject: str
     text: str
+    suggestion: str = ""    # the registered recipient it probably meant, when there is one
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Finding":
-        return cls(data["code"], Severity(data["severity"]), data["subject"], data["text"])
+        return cls(data["code"], Severity(data["severity"]), data["subject"], data["text"],
+                   data.get("suggestion", ""))
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class Recipient:
     address: str
     status: RecipientStatus
     reply: str = ""
+    deliver_to: str | None = None   # RCPT TO used on delivery when it differs (a FAX gateway's form)
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,10 @@ class QueuedMessage:
     @property
     def pending_recipients(self) -> tuple[str, ...]:
         return tuple(r.address for r in self.recipients if r.status is RecipientStatus.PENDING)
+
+    def rcpt_to(self, address: str) -> str:
+        """The RCPT TO address delivery uses for one of the envelope recipients."""
+        return next((r.deliver_to for r in self.recipients if r.address == address and r.deliver_to), address)
 
 
 def new_queue_id(now: float | None = None) -> str:

@@ -7,7 +7,10 @@ so a misspelt file is never silently ignored):
   (delay before external mail leaves; 手引き チェックリスト3-3 5)).
 - ``address_book.toml``: registered external recipients (``[[email]]``) and whole
   partner domains (``[[domain]]``), each with its organisation (チェックリスト3-3 4)).
-- ``decision.toml``: which action each finding code leads to (``[actions]``).
+- ``decision.toml``: which action each finding code leads to (``[actions]``),
+  combinations that call for more (``[[rules]]``), and mass-mail exposure limits
+  (``[exposure]``).
+- ``fax.toml``: e-mail-to-FAX gateways (RFC 3192 or the gateway's own form).
 
 Every file is validated with pydantic (unknown keys are errors). An error names
 the file, the line, the key and the reason. The running relay re-reads the files
@@ -20,13 +23,15 @@ import functools
 import logging
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import idna
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .model import Action
 
@@ -36,8 +41,22 @@ log = logging.getLogger("mailguard.policy")
 DEFAULT_ACTIONS: dict[str, Action] = {
     "external_recipient": Action.DELAY,
     "unregistered_recipient": Action.APPROVAL,
+    "first_time_recipient": Action.DELAY,
+    "lookalike_domain": Action.APPROVAL,
+    "same_local_part_other_domain": Action.APPROVAL,
+    "display_name_mismatch": Action.APPROVAL,
+    "domain_not_found": Action.APPROVAL,
+    "domain_null_mx": Action.APPROVAL,
+    "domain_unverified": Action.DELIVER,
+    "mass_mail_exposure": Action.APPROVAL,
+    "mass_mail_rewritten": Action.DELAY,
+    "unregistered_fax": Action.APPROVAL,
+    "fax_number_mistyped": Action.APPROVAL,
+    "fax_number_invalid": Action.APPROVAL,
     "inspection_failed": Action.APPROVAL,
 }
+# Findings a sender may never override by "send now": only a manager releases them.
+MANAGER_ONLY = frozenset({"fax_number_mistyped", "lookalike_domain"})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -71,6 +90,29 @@ def address_key(address: str) -> str:
     return f"{local.lower()}@{domain}"
 
 
+def fax_e164(number: str) -> str:
+    """A FAX number in E.164 (``+81312345678``), read as Japanese when it has no country code.
+
+    Raises ValueError for text that is not a valid telephone number (phonenumbers, region JP).
+    """
+    text = unicodedata.normalize("NFKC", number).strip()
+    try:
+        parsed = phonenumbers.parse(text, "JP")
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a telephone number: {number!r} ({exc})") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"not a valid telephone number: {number!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def fax_display(e164: str) -> str:
+    """How staff write the number: ``03-1234-5678`` for Japan, international form otherwise."""
+    parsed = phonenumbers.parse(e164, None)
+    if parsed.country_code == 81:
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
 def _check_domain(value: str) -> str:
     return ascii_domain(value)
 
@@ -90,6 +132,7 @@ def _check_address(value: str) -> str:
 
 Domain = Annotated[str, AfterValidator(_check_domain)]
 Address = Annotated[str, AfterValidator(_check_address)]
+FaxNumber = Annotated[str, AfterValidator(fax_e164)]
 
 
 class _Strict(BaseModel):
@@ -128,9 +171,34 @@ class DomainEntry(_Strict):
     note: str = ""
 
 
+class FaxEntry(_Strict):
+    number: FaxNumber          # stored in E.164; written as staff do (03-1234-5678)
+    organisation: str = Field(min_length=1)
+    name: str = ""
+    note: str = ""
+
+
 class AddressBookFile(_Strict):
     email: list[EmailEntry] = []
     domain: list[DomainEntry] = []
+    fax: list[FaxEntry] = []
+
+
+class FaxGateway(_Strict):
+    """An e-mail-to-FAX gateway: mail to ``<number>@domain`` is sent as a FAX.
+
+    style ``rfc3192``: ``FAX=+81312345678@domain`` (RFC 3192 §2);
+    style ``number``: the national number as the local part, ``0312345678@domain``.
+    Either form is recognised on the way in; delivery uses the gateway's own.
+    """
+
+    domain: Domain
+    style: Literal["rfc3192", "number"] = "rfc3192"
+    name: str = ""
+
+
+class FaxFile(_Strict):
+    gateway: list[FaxGateway] = []
 
 
 def _known_code(code: str) -> str:
@@ -142,14 +210,53 @@ def _known_code(code: str) -> str:
 FindingCode = Annotated[str, AfterValidator(_known_code)]
 
 
+class Rule(_Strict):
+    """When every code in ``when`` is among a message's findings, at least ``action``."""
+
+    when: list[FindingCode] = Field(min_length=2)
+    action: Action
+
+
+# Free-mail and mobile carrier domains: each address there is a person of its own.
+PERSONAL_DOMAINS = [
+    "gmail.com", "googlemail.com", "yahoo.co.jp", "ymail.ne.jp", "icloud.com", "me.com",
+    "outlook.jp", "outlook.com", "hotmail.com", "hotmail.co.jp", "live.jp", "msn.com",
+    "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp", "ymobile.ne.jp",
+    "rakuten.jp", "nifty.com",
+]
+
+
+class ExposureSection(_Strict):
+    """Mass-mail exposure: external addresses that all recipients can see in To:/Cc:."""
+
+    max_visible_external: int = Field(default=5, ge=1)
+    max_visible_organisations: int = Field(default=1, ge=1)
+    # Registered partners seeing each other (a care conference) is normal work.
+    registered_may_see_each_other: bool = True
+    # "approval": hold for a manager; "bcc": deliver with the addresses hidden.
+    handling: Literal["approval", "bcc"] = "approval"
+    personal_domains: list[Domain] = PERSONAL_DOMAINS
+
+
 class DecisionFile(_Strict):
     actions: dict[FindingCode, Action] = {}
+    rules: list[Rule] = []
+    exposure: ExposureSection = ExposureSection()
+
+    @field_validator("actions")
+    @classmethod
+    def _manager_only(cls, actions: dict[str, Action]) -> dict[str, Action]:
+        for code, action in actions.items():
+            if code in MANAGER_ONLY and action.rank < Action.APPROVAL.rank:
+                raise ValueError(f"{code} must be 'approval' or 'reject': it is never released without a manager")
+        return actions
 
 
 FILES: dict[str, type[_Strict]] = {
     "organisation.toml": OrganisationFile,
     "address_book.toml": AddressBookFile,
     "decision.toml": DecisionFile,
+    "fax.toml": FaxFile,
 }
 REQUIRED = ("organisation.toml",)
 
@@ -162,16 +269,24 @@ class Policy:
     hold: HoldSection
     address_book: AddressBookFile
     actions: dict[str, Action]
+    rules: tuple[Rule, ...] = ()
+    exposure: ExposureSection = ExposureSection()
+    fax_gateways: dict[str, FaxGateway] = field(default_factory=dict)
     _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
     _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
+    _faxes: dict[str, FaxEntry] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, org: OrganisationFile, book: AddressBookFile, decision: DecisionFile) -> "Policy":
+    def build(cls, org: OrganisationFile, book: AddressBookFile, decision: DecisionFile,
+              fax: FaxFile | None = None) -> "Policy":
         return cls(
             organisation=org.organisation, hold=org.hold, address_book=book,
             actions={**DEFAULT_ACTIONS, **decision.actions},
+            rules=tuple(decision.rules), exposure=decision.exposure,
+            fax_gateways={g.domain: g for g in (fax.gateway if fax else [])},
             _emails={address_key(e.address): e for e in book.email},
             _domains={d.domain: d for d in book.domain},
+            _faxes={f.number: f for f in book.fax},
         )
 
     def is_internal(self, address: str) -> bool:
@@ -186,6 +301,12 @@ class Policy:
         """The address-book entry that registers this address: exact address first, then its domain."""
         key = address_key(address)
         return self._emails.get(key) or self._domains.get(key.rpartition("@")[2])
+
+    def fax_entry(self, e164: str) -> FaxEntry | None:
+        return self._faxes.get(e164)
+
+    def fax_gateway(self, address: str) -> FaxGateway | None:
+        return self.fax_gateways.get(address_key(address).rpartition("@")[2])
 
     def hold_delay(self, default: int) -> int:
         return default if self.hold.delay_seconds is None else self.hold.delay_seconds
@@ -222,6 +343,7 @@ def load(directory: Path) -> Policy:
         parsed["organisation.toml"],
         parsed.get("address_book.toml", AddressBookFile()),
         parsed.get("decision.toml", DecisionFile()),
+        parsed.get("fax.toml", FaxFile()),
     )
 
 

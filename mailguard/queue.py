@@ -1,6 +1,6 @@
 """queue: the queue manager (Postfix's qmgr). Moves every message to its end.
 
-On every accepted message: ``incoming`` → inspect → decide → delayed /
+On every accepted message: ``incoming`` → inspect → decide → transform → delayed /
 awaiting_approval / ready / rejected; a ready message waits in memory for a
 delivery slot (at most MAILGUARD_DELIVERY_CONCURRENCY at once, oldest first).
 Every MAILGUARD_QUEUE_SCAN_INTERVAL seconds the store is searched for what time
@@ -30,16 +30,19 @@ from typing import Awaitable, Callable
 from . import dsn
 from .decide import STATE_FOR, decide
 from .deliver import Attempt, Deliverer
-from .inspect import inspect
+from .inspect import Facts, external_domains, inspect
+from .inspect.domains import DomainChecker
 from .model import (Action, Finding, Origin, QueuedMessage, RecipientStatus, Severity, State,
                     Submission, Verdict)
 from .policy import Policy, PolicyWatcher
 from .record import LogEntry
 from .settings import Settings
 from .store import AsyncStore, Store
+from .transform import Transformed, transform
 
 log = logging.getLogger("mailguard.queue")
 
+CORRESPONDENTS_TTL = 60.0   # s; past recipients change slowly, the query is not free
 INCOMING_BATCH = 100   # messages decided per scan, so dispatching is never starved
 DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
@@ -121,6 +124,9 @@ class QueueManager:
         # cancelled meanwhile is simply not claimed.
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
+        self.domain_checker = DomainChecker(settings)
+        self._correspondents: frozenset[str] = frozenset()
+        self._correspondents_until = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -156,8 +162,9 @@ class QueueManager:
         CLI or console) once per scan interval, not on every wake-up."""
         policy = self.policies.current
         batch = await self.db.incoming(limit=INCOMING_BATCH)
+        facts = await self._facts(batch, policy)
         # Concurrently, so that the store commits the whole batch's verdicts at once.
-        states = await asyncio.gather(*(self._decide(message, policy) for message in batch))
+        states = await asyncio.gather(*(self._decide(message, policy, facts) for message in batch))
         for message, state in zip(batch, states):
             if state is State.READY:
                 self._queue_for_delivery(message.queue_id)
@@ -188,12 +195,30 @@ class QueueManager:
             del self._waiting[queue_id]
             self._active[queue_id] = asyncio.create_task(self._deliver(queue_id))
 
-    async def _decide(self, message: QueuedMessage, policy: Policy) -> State:
+    async def _facts(self, batch: list[QueuedMessage], policy: Policy) -> Facts:
+        """What inspection needs from outside: DNS for external domains, who got mail before."""
+        checked = [m for m in batch if m.origin is Origin.SMTP]
+        external = [r for m in checked for r in m.envelope.rcpt_tos if not policy.is_internal(r)]
+        if not external:
+            return Facts()
+        domains: set[str] = set().union(*(external_domains(m, policy) for m in checked))
+        now = time.monotonic()
+        if now >= self._correspondents_until:
+            self._correspondents = await self.db.correspondents()
+            self._correspondents_until = now + CORRESPONDENTS_TTL
+        return Facts(
+            delivered_before=await self.db.delivered_before(external),
+            correspondents=self._correspondents,
+            domains=await self.domain_checker.check(domains) if domains else {},
+        )
+
+    async def _decide(self, message: QueuedMessage, policy: Policy, facts: Facts) -> State:
+        transformed = Transformed()
         if message.origin is Origin.DSN:
             verdict = Verdict(Action.DELIVER, None, ())
         else:
             try:
-                findings = inspect(message, policy)
+                findings = inspect(message, policy, facts)
             except Exception:
                 # A message we cannot inspect is held for a person, never passed or dropped.
                 log.exception("%s: inspection failed; holding for approval", message.queue_id)
@@ -202,11 +227,13 @@ class QueueManager:
                                     "管理者が内容を確認してください。"),)
             verdict = decide(findings, policy, received_at=message.received_at,
                              hold_delay=self.settings.hold_delay)
+            transformed = transform(message, verdict, policy)
         state = STATE_FOR[verdict.action]
         notice = rejection_notice(message, "送信ポリシーにより送信を中止しました", self.settings) \
             if state is State.REJECTED else None
-        await self.db.apply_verdict(message.queue_id, verdict, state, notice=notice,
-                                    lifetime=self.settings.queue_lifetime)
+        await self.db.apply_verdict(message.queue_id, verdict, state, content=transformed.content,
+                                    deliver_to=transformed.deliver_to, notes=transformed.notes,
+                                    notice=notice, lifetime=self.settings.queue_lifetime)
         log.info("%s: %s (%s)", message.queue_id, state,
                  ", ".join(f"{f.code}:{f.subject}" for f in verdict.findings) or "no findings")
         return state

@@ -47,6 +47,13 @@ class HostPort:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def _dns_server(text: str) -> HostPort:
+    """``192.0.2.53``, ``192.0.2.53:5353``, ``[2001:db8::53]:53``; port 53 when none is given."""
+    if text.count(":") > 1 and not text.startswith("["):
+        return HostPort(text, 53)          # a bare IPv6 address
+    return HostPort.parse(text if ":" in text else f"{text}:53")
+
+
 def _host_port(value: object) -> object:
     return HostPort.parse(value) if isinstance(value, str) else value
 
@@ -76,6 +83,10 @@ class Settings(BaseSettings):
     # The reply to the final "." may take 10 minutes (RFC 5321 §4.5.3.2.6); giving up
     # earlier makes us retry a message the upstream has already accepted.
     upstream_data_timeout: float = Field(default=600.0, gt=0)
+
+    # Domain checks (RFC 5321 §5.1, RFC 7505). Empty: the system's resolv.conf.
+    dns_servers: Annotated[list[HostPort], NoDecode] = []
+    dns_timeout: float = Field(default=5.0, gt=0)   # per message, all lookups together
 
     hold_delay: int = Field(default=300, ge=0)
     trusted_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = [
@@ -124,6 +135,13 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return _host_port(value)
+
+    @field_validator("dns_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [_dns_server(p.strip()) for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("trusted_networks", mode="before")
     @classmethod

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     reply     TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (queue_id, position)
 );
+CREATE INDEX IF NOT EXISTS recipients_address ON recipients(lower(address), status);
 CREATE TABLE IF NOT EXISTS users (
     username      TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
@@ -108,6 +109,15 @@ class Store:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA + record.SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added after the first release of the schema."""
+        for table, column, kind in (("recipients", "deliver_to", "TEXT"),
+                                    ("messages", "original_content", "BLOB")):
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._conn.close()
@@ -233,10 +243,10 @@ class Store:
         ids = [row["queue_id"] for row in rows]
         rcpts: dict[str, list[Recipient]] = {qid: [] for qid in ids}
         for r in self._read(
-            f"SELECT queue_id, address, status, reply FROM recipients WHERE queue_id IN"
+            f"SELECT queue_id, address, status, reply, deliver_to FROM recipients WHERE queue_id IN"
             f" ({','.join('?' * len(ids))}) ORDER BY queue_id, position", ids,
         ):
-            rcpts[r["queue_id"]].append(Recipient(r["address"], RecipientStatus(r["status"]), r["reply"]))
+            rcpts[r["queue_id"]].append(_recipient(r))
         return [self._message(row, tuple(rcpts[row["queue_id"]])) for row in rows]
 
     @staticmethod
@@ -278,6 +288,21 @@ class Store:
                            (State.READY, State.DEFERRED, now, now)),
         }
 
+    def delivered_before(self, addresses: Iterable[str]) -> frozenset[str]:
+        """Which of ``addresses`` (lower-cased) some earlier message was delivered to."""
+        keys = sorted({a.lower() for a in addresses})
+        if not keys:
+            return frozenset()
+        rows = self._read(f"SELECT DISTINCT lower(address) FROM recipients WHERE status = ? AND"
+                          f" lower(address) IN ({','.join('?' * len(keys))})", [RecipientStatus.DELIVERED, *keys])
+        return frozenset(row[0] for row in rows)
+
+    def correspondents(self, limit: int = 5000) -> frozenset[str]:
+        """The most recent ``limit`` distinct addresses mail was delivered to (lower-cased)."""
+        rows = self._read("SELECT lower(address) AS a FROM recipients WHERE status = ?"
+                          " GROUP BY a ORDER BY max(rowid) DESC LIMIT ?", (RecipientStatus.DELIVERED, limit))
+        return frozenset(row[0] for row in rows)
+
     # --- state changes ----------------------------------------------------------------
 
     def _state_of(self, conn: sqlite3.Connection, queue_id: str) -> State | None:
@@ -302,8 +327,8 @@ class Store:
                      (new_state, entry.at, *columns.values(), queue_id))
         row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
         rcpts = tuple(
-            Recipient(r["address"], RecipientStatus(r["status"]), r["reply"])
-            for r in conn.execute("SELECT address, status, reply FROM recipients WHERE queue_id = ?"
+            _recipient(r)
+            for r in conn.execute("SELECT address, status, reply, deliver_to FROM recipients WHERE queue_id = ?"
                                   " ORDER BY position", (queue_id,))
         )
         msg = self._message(row, rcpts)
@@ -311,16 +336,30 @@ class Store:
         return msg
 
     def apply_verdict(self, queue_id: str, verdict: Verdict, new_state: State, *,
-                      notice: Submission | None = None, lifetime: float = 0, now: float | None = None) -> None:
-        """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings;
-        ``notice`` (a DSN for a rejection) is queued in the same transaction."""
+                      content: bytes | None = None, deliver_to: dict[str, str] | None = None,
+                      notes: tuple[str, ...] = (), notice: Submission | None = None,
+                      lifetime: float = 0, now: float | None = None) -> None:
+        """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings.
+
+        ``content`` replaces what will be delivered (the original is kept in
+        ``original_content``); ``deliver_to`` maps recipients to the RCPT TO address
+        to use; ``notice`` (a DSN for a rejection) is queued in the same transaction.
+        """
         now = time.time() if now is None else now
         findings = [f.to_dict() for f in verdict.findings]
+        detail = {"action": str(verdict.action), "release_at": verdict.release_at}
+        if notes:
+            detail["transformed"] = list(notes)
         with self._write() as conn:
+            if content is not None:
+                conn.execute("UPDATE messages SET original_content = content, content = ? WHERE queue_id = ?",
+                             (content, queue_id))
+            for rcpt, address in (deliver_to or {}).items():
+                conn.execute("UPDATE recipients SET deliver_to = ? WHERE queue_id = ? AND address = ?",
+                             (address, queue_id, rcpt))
             self._transition(
                 conn, queue_id, [State.INCOMING], new_state,
-                LogEntry(event="decided", queue_id=queue_id, findings=tuple(findings), at=now,
-                         detail={"action": str(verdict.action), "release_at": verdict.release_at}),
+                LogEntry(event="decided", queue_id=queue_id, findings=tuple(findings), at=now, detail=detail),
                 "decide", release_at=verdict.release_at, findings=json.dumps(findings, ensure_ascii=False),
             )
             if notice is not None:
@@ -460,6 +499,10 @@ class Store:
     def verify_log(self) -> tuple[int, int | None]:
         with self._lock:
             return record.verify(self._conn)
+
+
+def _recipient(row: sqlite3.Row) -> Recipient:
+    return Recipient(row["address"], RecipientStatus(row["status"]), row["reply"], row["deliver_to"])
 
 
 def _user(row: sqlite3.Row) -> dict:

@@ -50,6 +50,71 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+class LoopbackDNS:
+    """A DNS server on 127.0.0.1 for the tests (dnspython messages over UDP).
+
+    Every name has an MX record unless listed: ``nxdomain`` → NXDOMAIN, ``null_mx`` →
+    ``MX 0 .`` (RFC 7505), ``address_only`` → A but no MX, ``silent`` → no answer at all.
+    """
+
+    def __init__(self):
+        self.nxdomain: set[str] = set()
+        self.null_mx: set[str] = set()
+        self.address_only: set[str] = set()
+        self.silent: set[str] = set()
+        self.queries: list[tuple[str, str]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            query = dns.message.from_wire(data)
+            question = query.question[0]
+            name = question.name.to_text(omit_final_dot=True).lower()
+            rdtype = dns.rdatatype.to_text(question.rdtype)
+            self.queries.append((name, rdtype))
+            if name in self.silent:
+                continue
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA
+            if name in self.nxdomain:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            elif rdtype == "MX" and name in self.null_mx:
+                response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "MX", "0 ."))
+            elif rdtype == "MX" and name not in self.address_only:
+                response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "MX", f"10 mx.{name}."))
+            elif rdtype == "A" and name in self.address_only:
+                response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", "192.0.2.25"))
+            self.sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def dns_server():
+    server = LoopbackDNS()
+    yield server
+    server.close()
+
+
 @dataclass
 class Received:
     mail_from: str
@@ -202,7 +267,7 @@ class Relay:
         return next(line.split()[1] for line in out.splitlines() if line.startswith("状態:"))
 
 
-def relay_env(tmp: Path, port: int, upstream: Upstream | None, **extra: str) -> dict[str, str]:
+def relay_env(tmp: Path, port: int, upstream: Upstream | None, dns_port: int, **extra: str) -> dict[str, str]:
     policies = tmp / "policies"
     if not policies.exists():
         shutil.copytree(HERE / "policies", policies)
@@ -220,18 +285,20 @@ def relay_env(tmp: Path, port: int, upstream: Upstream | None, **extra: str) -> 
         "MAILGUARD_RETRY_MIN_BACKOFF": "1",
         "MAILGUARD_RETRY_MAX_BACKOFF": "2",
         "MAILGUARD_LOG_LEVEL": "INFO",
+        "MAILGUARD_DNS_SERVERS": f"127.0.0.1:{dns_port}",
+        "MAILGUARD_DNS_TIMEOUT": "1",
     })
     env.update(extra)
     return env
 
 
 @pytest.fixture
-def make_relay(tmp_path, upstream):
+def make_relay(tmp_path, upstream, dns_server):
     relays = []
 
     def make(**extra: str) -> Relay:
         port = free_port()
-        relay = Relay(tmp_path, relay_env(tmp_path, port, upstream, **extra), port)
+        relay = Relay(tmp_path, relay_env(tmp_path, port, upstream, dns_server.port, **extra), port)
         relays.append(relay)
         return relay
 

@@ -8,7 +8,7 @@ from conftest import HERE, INTERNAL, REGISTERED, UNREGISTERED
 from mailguard import policy
 from mailguard.decide import decide
 from mailguard.deliver import Attempt
-from mailguard.inspect import inspect
+from mailguard.inspect import Facts, inspect
 from mailguard.model import (Action, Envelope, Origin, QueuedMessage, Recipient, RecipientStatus,
                              State)
 from mailguard.queue import backoff, settle
@@ -29,8 +29,9 @@ def message(*rcpts: str, attempts: int = 1, expires_at: float = 1e12,
     )
 
 
-def verdict_for(*rcpts: str):
-    return decide(inspect(message(*rcpts), POLICY), POLICY, received_at=1000.0, hold_delay=300)
+def verdict_for(*rcpts: str, known: tuple[str, ...] = ()):
+    facts = Facts(delivered_before=frozenset(known))
+    return decide(inspect(message(*rcpts), POLICY, facts), POLICY, received_at=1000.0, hold_delay=300)
 
 
 def test_internal_only_is_delivered_at_once():
@@ -39,9 +40,15 @@ def test_internal_only_is_delivered_at_once():
 
 
 def test_registered_external_is_delayed_by_the_hold():
-    v = verdict_for(REGISTERED)
+    v = verdict_for(REGISTERED, known=(REGISTERED,))
     assert v.action is Action.DELAY and v.release_at == 1300.0
     assert [f.code for f in v.findings] == ["external_recipient"]
+
+
+def test_registered_first_time_recipient_is_noted_and_still_only_delayed():
+    v = verdict_for(REGISTERED)
+    assert v.action is Action.DELAY
+    assert sorted(f.code for f in v.findings) == ["external_recipient", "first_time_recipient"]
 
 
 def test_unregistered_external_needs_approval_and_says_why_first():

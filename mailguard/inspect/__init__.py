@@ -1,0 +1,100 @@
+"""inspect: find the facts about a message that matter for misdelivery.
+
+Receives a stored message, the policy in force and ``Facts`` gathered beforehand
+(the queue manager does the I/O: DNS, the send log), and returns findings
+(model.Finding): a code the decision table knows, a severity, the recipient or
+part it is about, a Japanese explanation and, for near misses, the registered
+recipient it probably meant. It decides nothing and changes nothing.
+
+Checks (手引き チェックリスト3-3 3) 4), 事例6):
+- recipients: ``external_recipient``, ``unregistered_recipient``, ``first_time_recipient``;
+- ``lookalike``: look-alike domains, a registered local part elsewhere, display names;
+- ``domains``: NXDOMAIN, no mail host, null MX (DNS);
+- ``fax``: FAX numbers at e-mail-to-FAX gateways;
+- ``exposure``: many parties visible in To:/Cc:.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+from ..model import Finding, QueuedMessage, Severity
+from ..policy import Policy, address_key
+from . import exposure, fax, lookalike
+from .domains import DomainStatus, domain_findings
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What inspection needs from outside the message (lower-cased addresses)."""
+
+    delivered_before: frozenset[str] = frozenset()   # recipients of this message delivered to before
+    correspondents: frozenset[str] = frozenset()     # past recipients, for look-alike comparison
+    domains: dict[str, DomainStatus] = field(default_factory=dict)
+
+
+def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts()) -> tuple[Finding, ...]:
+    """All findings for ``message`` under ``policy``, in recipient order."""
+    visible = visible_recipients(message.content or b"")
+    pool = lookalike.candidates(policy, facts.correspondents)
+    findings: list[Finding] = []
+    for rcpt in message.envelope.rcpt_tos:
+        findings += recipient_findings(rcpt, policy, facts, pool)
+    findings += lookalike.display_name_findings(visible, policy)
+    findings += exposure.exposure_findings(visible, policy)
+    return tuple(findings)
+
+
+def recipient_findings(rcpt: str, policy: Policy, facts: Facts,
+                       pool: list[lookalike.Candidate]) -> list[Finding]:
+    if policy.is_internal(rcpt):
+        return []
+    facsimile = fax.parse(rcpt, policy)
+    if facsimile is not None:
+        return [_external(rcpt)] + fax.fax_findings(facsimile, policy)
+    findings = [_external(rcpt)]
+    known = rcpt.lower() in facts.delivered_before
+    registered = policy.lookup(rcpt) is not None
+    if not registered:
+        findings.append(Finding(
+            "unregistered_recipient", Severity.HIGH, rcpt,
+            f"アドレス帳に登録されていない社外の宛先です: {rcpt}。宛先に誤りがないか、管理者の確認が必要です。",
+        ))
+    if not known:
+        findings.append(Finding(
+            "first_time_recipient", Severity.MEDIUM, rcpt,
+            f"この宛先に送るのは初めてです: {rcpt}。",
+        ))
+    if not registered and not known:
+        findings += lookalike.recipient_lookalikes(rcpt, pool)
+    domain = address_key(rcpt).rpartition("@")[2]
+    findings += domain_findings(rcpt, domain, facts.domains.get(domain))
+    return findings
+
+
+def _external(rcpt: str) -> Finding:
+    return Finding("external_recipient", Severity.LOW, rcpt, f"社外の宛先です: {rcpt}。送信前に一定時間保留します。")
+
+
+def external_domains(message: QueuedMessage, policy: Policy) -> set[str]:
+    """Domains whose DNS the checks want: external e-mail recipients, not FAX gateways."""
+    return {address_key(r).rpartition("@")[2] for r in message.envelope.rcpt_tos
+            if not policy.is_internal(r) and policy.fax_gateway(r) is None}
+
+
+def visible_recipients(content: bytes) -> list[tuple[str, str]]:
+    """(display name, address) in To: and Cc:, names decoded from RFC 2047."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    values = [str(v) for name in ("To", "Cc") for v in headers.get_all(name) or []]
+    result = []
+    for name, address in getaddresses(values):
+        try:
+            name = str(make_header(decode_header(name))) if name else ""
+        except Exception:   # an undecodable name is still a name
+            pass
+        result.append((name, address))
+    return result

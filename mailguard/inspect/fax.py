@@ -1,0 +1,86 @@
+"""FAX recipients: numbers sent through e-mail-to-FAX gateways (手引き 事例6).
+
+A recipient at a gateway domain (``fax.toml``) is a FAX number, written either as
+RFC 3192 ``FAX=+81312345678@gateway`` (optionally with ``/T33S=…``) or as the
+national number ``0312345678@gateway``. Numbers are parsed with phonenumbers
+(region JP) and compared in E.164 with the address book's ``[[fax]]`` entries:
+
+- registered → nothing to say (an external recipient: the usual hold applies);
+- one digit away, or two adjacent digits swapped, from a registered number →
+  ``fax_number_mistyped``, naming the registered number and its organisation;
+  never released by time or by the sender (policy.MANAGER_ONLY);
+- otherwise unregistered → ``unregistered_fax``; not a telephone number → ``fax_number_invalid``.
+
+On delivery the number is written in the gateway's own form (``gateway_address``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from rapidfuzz.distance import OSA
+
+from ..model import Finding, Severity
+from ..policy import FaxGateway, Policy, fax_display, fax_e164
+
+_RFC3192 = re.compile(r"^fax=(?P<number>\+?[0-9]+)(/.*)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FaxRecipient:
+    address: str
+    gateway: FaxGateway
+    e164: str | None        # None: the local part is not a valid number
+    written: str            # the number as the sender wrote it
+
+
+def parse(address: str, policy: Policy) -> FaxRecipient | None:
+    """The FAX number behind ``address``, or None when it is not at a FAX gateway."""
+    gateway = policy.fax_gateway(address)
+    if gateway is None:
+        return None
+    local = address.rpartition("@")[0]
+    match = _RFC3192.match(local)
+    written = match.group("number") if match else local
+    try:
+        e164 = fax_e164(written if written.startswith("+") or not match else "+" + written)
+    except ValueError:
+        e164 = None
+    return FaxRecipient(address, gateway, e164, written)
+
+
+def gateway_address(recipient: FaxRecipient) -> str:
+    """The address that makes the gateway dial the number, in the gateway's own form."""
+    assert recipient.e164 is not None
+    if recipient.gateway.style == "rfc3192":
+        return f"FAX={recipient.e164}@{recipient.gateway.domain}"
+    national = phonenumbers.parse(recipient.e164, None)
+    digits = phonenumbers.format_number(national, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return f"{re.sub(r'[^0-9]', '', digits)}@{recipient.gateway.domain}"
+
+
+def _digits(e164: str) -> str:
+    return str(phonenumbers.parse(e164, None).national_number)
+
+
+def fax_findings(recipient: FaxRecipient, policy: Policy) -> list[Finding]:
+    if recipient.e164 is None:
+        return [Finding("fax_number_invalid", Severity.HIGH, recipient.address,
+                        f"FAX 番号として読めません: {recipient.written}。番号を確認してください。")]
+    if policy.fax_entry(recipient.e164) is not None:
+        return []
+    shown = fax_display(recipient.e164)
+    for entry in policy.address_book.fax:
+        if OSA.distance(_digits(recipient.e164), _digits(entry.number)) == 1:
+            meant = fax_display(entry.number)
+            return [Finding(
+                "fax_number_mistyped", Severity.CRITICAL, recipient.address,
+                f"FAX 番号 {shown} は登録済みの {meant} ({entry.organisation}) と1桁だけ違います。"
+                f"番号の打ち間違いではありませんか。管理者の確認なしには送信しません。",
+                suggestion=f"{meant} ({entry.organisation})",
+            )]
+    return [Finding("unregistered_fax", Severity.HIGH, recipient.address,
+                    f"アドレス帳に登録されていない FAX 番号です: {shown}。"
+                    "番号と送り先を確認してください。")]
