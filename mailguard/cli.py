@@ -164,11 +164,12 @@ def _print_message(m: QueuedMessage, settings: Settings) -> None:
     print(f"保管期限:   {_when(m.expires_at, settings)}")
     print("宛先 (RCPT TO):")
     for r in m.recipients:
-        print(f"  {r.address:<40} {r.status:<10} {r.reply}")
+        via = f" (配送先 {r.deliver_to})" if r.deliver_to else ""
+        print(f"  {r.address:<40} {r.status:<10} {r.reply}{via}")
     if m.findings:
         print("検査結果 (findings):")
         for f in m.findings:
-            print(f"  [{f.severity}] {f.code}: {f.text}")
+            print(f"  [{f.severity}] {f.code}: {f.text}" + (f" → {f.suggestion}" if f.suggestion else ""))
 
 
 def cmd_queue_act(settings: Settings, args) -> int:
@@ -193,7 +194,8 @@ def cmd_policy_check(settings: Settings, args) -> int:
     book = loaded.address_book
     print(f"{settings.policies_dir}: OK — 組織 {loaded.organisation.name}, "
           f"組織内ドメイン {len(loaded.organisation.internal_domains)}, "
-          f"アドレス帳 {len(book.email)} アドレス / {len(book.domain)} ドメイン")
+          f"アドレス帳 {len(book.email)} アドレス / {len(book.domain)} ドメイン / {len(book.fax)} FAX, "
+          f"FAX ゲートウェイ {len(loaded.fax_gateways)}")
     return 0
 
 

@@ -31,7 +31,7 @@ from typing import Annotated, Literal
 import idna
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .model import Action
 
@@ -210,6 +210,22 @@ def _known_code(code: str) -> str:
 FindingCode = Annotated[str, AfterValidator(_known_code)]
 
 
+def _needs_manager(action: Action | None) -> Action | None:
+    if action is not None and action.rank < Action.APPROVAL.rank:
+        raise ValueError("must be 'approval' or 'reject': it is never released without a manager")
+    return action
+
+
+# [actions] as a model with one optional field per finding code, so that an unknown
+# code or a forbidden action is reported at its own key and line.
+ActionsTable = create_model(
+    "ActionsTable",
+    __base__=_Strict,
+    **{code: ((Annotated[Action | None, AfterValidator(_needs_manager)] if code in MANAGER_ONLY
+               else Action | None), None) for code in DEFAULT_ACTIONS},
+)
+
+
 class Rule(_Strict):
     """When every code in ``when`` is among a message's findings, at least ``action``."""
 
@@ -239,17 +255,9 @@ class ExposureSection(_Strict):
 
 
 class DecisionFile(_Strict):
-    actions: dict[FindingCode, Action] = {}
+    actions: ActionsTable = ActionsTable()
     rules: list[Rule] = []
     exposure: ExposureSection = ExposureSection()
-
-    @field_validator("actions")
-    @classmethod
-    def _manager_only(cls, actions: dict[str, Action]) -> dict[str, Action]:
-        for code, action in actions.items():
-            if code in MANAGER_ONLY and action.rank < Action.APPROVAL.rank:
-                raise ValueError(f"{code} must be 'approval' or 'reject': it is never released without a manager")
-        return actions
 
 
 FILES: dict[str, type[_Strict]] = {
@@ -281,7 +289,7 @@ class Policy:
               fax: FaxFile | None = None) -> "Policy":
         return cls(
             organisation=org.organisation, hold=org.hold, address_book=book,
-            actions={**DEFAULT_ACTIONS, **decision.actions},
+            actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},
             rules=tuple(decision.rules), exposure=decision.exposure,
             fax_gateways={g.domain: g for g in (fax.gateway if fax else [])},
             _emails={address_key(e.address): e for e in book.email},

@@ -31,6 +31,7 @@ from . import dsn
 from .decide import STATE_FOR, decide
 from .deliver import Attempt, Deliverer
 from .inspect import Facts, external_domains, inspect
+from .inspect import fax
 from .inspect.domains import DomainChecker
 from .model import (Action, Finding, Origin, QueuedMessage, RecipientStatus, Severity, State,
                     Submission, Verdict)
@@ -198,7 +199,8 @@ class QueueManager:
     async def _facts(self, batch: list[QueuedMessage], policy: Policy) -> Facts:
         """What inspection needs from outside: DNS for external domains, who got mail before."""
         checked = [m for m in batch if m.origin is Origin.SMTP]
-        external = [r for m in checked for r in m.envelope.rcpt_tos if not policy.is_internal(r)]
+        external = [r for m in checked for r in m.envelope.rcpt_tos
+                    if not policy.is_internal(r) or policy.fax_gateway(r) is not None]
         if not external:
             return Facts()
         domains: set[str] = set().union(*(external_domains(m, policy) for m in checked))
@@ -313,6 +315,11 @@ class QueueManager:
 
 
 def _organisation(address: str, policy: Policy) -> str | None:
+    """Who received this copy, for the provision record: a FAX number's or an address's owner."""
+    target = fax.parse(address, policy)
+    if target is not None:
+        entry = policy.fax_entry(target.e164) if target.e164 else None
+        return entry.organisation if entry else None
     if policy.is_internal(address):
         return policy.organisation.name
     entry = policy.lookup(address)

@@ -262,6 +262,14 @@ class Relay:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
+    def findings(self, queue_id: str) -> list[str]:
+        """Finding codes in the order shown to people (what drove the verdict first)."""
+        out = self.cli("queue", "show", queue_id).stdout
+        return [line.split("] ", 1)[1].split(":", 1)[0] for line in out.splitlines() if line.startswith("  [")]
+
+    def wait_decided(self, queue_id: str, timeout: float = 10.0) -> str:
+        return wait_for(lambda: (s := self.state(queue_id)) != "incoming" and s, timeout, what="a decision")
+
     def state(self, queue_id: str) -> str:
         out = self.cli("queue", "show", queue_id).stdout
         return next(line.split()[1] for line in out.splitlines() if line.startswith("状態:"))
@@ -323,6 +331,7 @@ def send(relay: Relay, rcpts: list[str], *, sender: str = STAFF, subject: str = 
     msg["To"] = ", ".join(rcpts)
     msg["Subject"] = subject
     for name, value in (headers or {}).items():
+        del msg[name]
         msg[name] = value
     msg.set_content(body)
     with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:

@@ -24,14 +24,18 @@ def test_broken_policy_is_reported_and_the_previous_policy_stays(relay, upstream
     good = book.read_text(encoding="utf-8")
     _write(book, good + f'\n[[email]]\naddress = "{NEW_PARTNER}"\norganisation = "北地域包括支援センター"\n'
                         '\n[[email]]\naddress = "broken@@example"\norganisation = "x"\n')
+    text = book.read_text(encoding="utf-8").splitlines()
+    bad_line = text.index('address = "broken@@example"') + 1
+    bad_index = sum(1 for line in text if line == "[[email]]") - 1
+    expected = f"address_book.toml:{bad_line}: email[{bad_index}].address: not a valid e-mail address"
     wait_for(lambda: "address_book.toml:" in relay.log(), what="policy error in the log")
     line = next(l for l in relay.log().splitlines() if "address_book.toml:" in l)
     assert "previous policy stays in force" in line
-    assert "address_book.toml:14: email[3].address: not a valid e-mail address" in line
+    assert expected in line
 
     check = relay.cli("policy", "check", check=False)
     assert check.returncode == 1
-    assert "address_book.toml:14: email[3].address" in check.stderr
+    assert expected in check.stderr
 
     # The old policy is in force: the registered partner is only delayed, and the
     # partner added in the broken file is still unknown.
@@ -67,7 +71,7 @@ def test_policy_check_accepts_the_shipped_examples():
      "organisation.toml:3: organisation.internal_domains: List should have at least 1 item"),
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = ["a.example.jp"]\n',
       "decision.toml": '[actions]\nexternal_recipient = "delay"\nunregistred_recipient = "approval"\n'},
-     "decision.toml:3: actions.unregistred_recipient: unknown finding code 'unregistred_recipient'"),
+     "decision.toml:3: actions.unregistred_recipient: Extra inputs are not permitted"),
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = ["a.example.jp"]\n[hold]\ndelay = 5\n'},
      "organisation.toml:5: hold.delay: Extra inputs are not permitted"),
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = ["a.example.jp"]\n',

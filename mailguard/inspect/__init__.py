@@ -51,11 +51,12 @@ def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts()) -> t
 
 def recipient_findings(rcpt: str, policy: Policy, facts: Facts,
                        pool: list[lookalike.Candidate]) -> list[Finding]:
-    if policy.is_internal(rcpt):
-        return []
+    # A FAX goes outside whatever domain its gateway has (often an internal one).
     facsimile = fax.parse(rcpt, policy)
     if facsimile is not None:
         return [_external(rcpt)] + fax.fax_findings(facsimile, policy)
+    if policy.is_internal(rcpt):
+        return []
     findings = [_external(rcpt)]
     known = rcpt.lower() in facts.delivered_before
     registered = policy.lookup(rcpt) is not None
