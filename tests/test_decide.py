@@ -9,6 +9,7 @@ from mailguard import policy
 from mailguard.decide import decide
 from mailguard.deliver import Attempt
 from mailguard.inspect import Facts, inspect
+from mailguard.inspect.domains import DomainStatus
 from mailguard.model import (Action, Envelope, Origin, QueuedMessage, Recipient, RecipientStatus,
                              State)
 from mailguard.queue import backoff, settle
@@ -148,3 +149,30 @@ async def test_an_internal_fault_during_delivery_defers_the_message(tmp_path):
                for _, e in await db.log(queue_id="Q2"))
     await manager.stop()
     db.close()
+
+
+def test_a_rule_raises_the_action_when_its_codes_occur_together(tmp_path):
+    for name in ("organisation.toml", "address_book.toml"):
+        (tmp_path / name).write_text((HERE / "policies" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "decision.toml").write_text(
+        '[[rules]]\nwhen = ["first_time_recipient", "domain_unverified"]\naction = "approval"\n', encoding="utf-8")
+    ruled = policy.load(tmp_path)
+    facts = Facts(domains={"minato-hospital.example.jp": DomainStatus.UNKNOWN})
+    both = decide(inspect(message(REGISTERED), ruled, facts), ruled, received_at=0.0, hold_delay=300)
+    assert both.action is Action.APPROVAL
+    known = Facts(delivered_before=frozenset({REGISTERED}), domains=facts.domains)
+    one = decide(inspect(message(REGISTERED), ruled, known), ruled, received_at=0.0, hold_delay=300)
+    assert one.action is Action.DELAY
+
+
+def test_fax_numbers_are_compared_in_e164_whatever_the_writing():
+    from mailguard.inspect import fax
+
+    for written in ("FAX=+81312345678@fax.sakura-kaigo.example.jp", "03-1234-5678@fax.sakura-kaigo.example.jp",
+                    "0312345678@FAX.Sakura-Kaigo.example.jp"):
+        target = fax.parse(written, POLICY)
+        assert target is not None and target.e164 == "+81312345678", written
+        assert fax.fax_findings(target, POLICY) == []
+        assert fax.gateway_address(target) == "0312345678@fax.sakura-kaigo.example.jp"
+    assert fax.parse(f"someone@{INTERNAL}", POLICY) is None
+    assert fax.parse("FAX=hello@fax.sakura-kaigo.example.jp", POLICY).e164 is None
