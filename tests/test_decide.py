@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import HERE, INTERNAL, REGISTERED, UNREGISTERED
 from mailguard import policy
 from mailguard.decide import decide
@@ -97,58 +99,60 @@ def test_shipped_example_policies_load(tmp_path: Path):
     assert policy.load(HERE.parent / "policies").actions["unregistered_recipient"] is Action.APPROVAL
 
 
-async def test_a_message_that_cannot_be_inspected_is_held_not_lost(tmp_path, monkeypatch):
-    """A fault in inspection holds the message for a manager with a finding that says so."""
+@pytest.fixture
+async def queue_manager(tmp_path):
+    """A queue manager on a real store, without SMTP: ``make(deliverer)``; accepts one message."""
     from mailguard import queue as queue_mod
     from mailguard.model import Envelope as Env, Submission
     from mailguard.store import AsyncStore, Store
 
-    def broken(message, policy):
-        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
-
-    monkeypatch.setattr(queue_mod, "inspect", broken)
     db = AsyncStore(Store(tmp_path / "db.sqlite3"))
+    managers = []
 
     class Watcher:
         current = POLICY
 
-    manager = queue_mod.QueueManager(SETTINGS, db, Watcher(), deliverer=None)
-    await db.accept(Submission("Q1", Env("s@" + INTERNAL, (f"a@{INTERNAL}",)), b"Subject: x\r\n\r\nx\r\n",
-                               None, "127.0.0.1", "h", "<m@x>", "x"), lifetime=100)
+    async def make(deliverer=None):
+        manager = queue_mod.QueueManager(SETTINGS, db, Watcher(), deliverer=deliverer)
+        managers.append(manager)
+        await db.accept(Submission("Q1", Env("s@" + INTERNAL, (f"a@{INTERNAL}",)), b"Subject: x\r\n\r\nx\r\n",
+                                   None, "127.0.0.1", "h", "<m@x>", "x"), lifetime=10000)
+        return manager, db
+
+    yield make
+    for manager in managers:
+        await manager.stop()
+    db.close()
+
+
+async def test_a_message_that_cannot_be_inspected_is_held_not_lost(queue_manager, monkeypatch):
+    """A fault in inspection holds the message for a manager with a finding that says so."""
+    from mailguard import queue as queue_mod
+
+    def broken(message, policy, facts):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(queue_mod, "inspect", broken)
+    manager, db = await queue_manager()
     await manager.scan()
     held = await db.get("Q1")
     assert held.state is State.AWAITING_APPROVAL
     assert [f.code for f in held.findings] == ["inspection_failed"]
-    await manager.stop()
-    db.close()
 
 
-async def test_an_internal_fault_during_delivery_defers_the_message(tmp_path):
+async def test_an_internal_fault_during_delivery_defers_the_message(queue_manager):
     import asyncio
-
-    from mailguard import queue as queue_mod
-    from mailguard.model import Envelope as Env, Submission
-    from mailguard.store import AsyncStore, Store
 
     async def faulty(message):
         raise RuntimeError("bug in a transform")
 
-    db = AsyncStore(Store(tmp_path / "db.sqlite3"))
-
-    class Watcher:
-        current = POLICY
-
-    manager = queue_mod.QueueManager(SETTINGS, db, Watcher(), deliverer=faulty)
-    await db.accept(Submission("Q2", Env("s@" + INTERNAL, (f"a@{INTERNAL}",)), b"Subject: x\r\n\r\nx\r\n",
-                               None, "127.0.0.1", "h", "<m@x>", "x"), lifetime=10000)
+    manager, db = await queue_manager(faulty)
     await manager.scan()
     await asyncio.gather(*manager._active.values())
-    message = await db.get("Q2")
+    message = await db.get("Q1")
     assert message.state is State.DEFERRED and message.next_attempt_at is not None
     assert any(e.event == "delivery_error" and "bug in a transform" in e.reply
-               for _, e in await db.log(queue_id="Q2"))
-    await manager.stop()
-    db.close()
+               for _, e in await db.log(queue_id="Q1"))
 
 
 def test_a_rule_raises_the_action_when_its_codes_occur_together(tmp_path):
