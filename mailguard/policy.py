@@ -53,6 +53,9 @@ DEFAULT_ACTIONS: dict[str, Action] = {
     "unregistered_fax": Action.APPROVAL,
     "fax_number_mistyped": Action.APPROVAL,
     "fax_number_invalid": Action.APPROVAL,
+    "personal_data": Action.DELIVER,
+    "sensitive_data": Action.DELIVER,
+    "unscannable_content": Action.APPROVAL,
     "inspection_failed": Action.APPROVAL,
 }
 # Findings a sender may never override by "send now": only a manager releases them.
@@ -254,9 +257,16 @@ class ExposureSection(_Strict):
     personal_domains: list[Domain] = PERSONAL_DOMAINS
 
 
+# Used when decision.toml has no [[rules]]: personal data to someone never written to before.
+DEFAULT_RULES = [
+    Rule(when=["first_time_recipient", "personal_data"], action=Action.APPROVAL),
+    Rule(when=["first_time_recipient", "sensitive_data"], action=Action.APPROVAL),
+]
+
+
 class DecisionFile(_Strict):
     actions: ActionsTable = ActionsTable()
-    rules: list[Rule] = []
+    rules: list[Rule] = DEFAULT_RULES
     exposure: ExposureSection = ExposureSection()
 
 

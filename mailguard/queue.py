@@ -30,7 +30,8 @@ from typing import Awaitable, Callable
 from . import dsn
 from .decide import STATE_FOR, decide
 from .deliver import Attempt, Deliverer
-from .inspect import Facts, external_domains, inspect
+from .inspect import Facts, external_domains, goes_outside, inspect
+from .inspect.content import ContentInspector
 from .inspect import fax
 from .inspect.domains import DomainChecker
 from .model import (Action, Finding, Origin, QueuedMessage, RecipientStatus, Severity, State,
@@ -126,6 +127,7 @@ class QueueManager:
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
         self.domain_checker = DomainChecker(settings)
+        self.content = ContentInspector(settings.inspect_limits, settings.inspect_workers)
         self._correspondents: frozenset[str] = frozenset()
         self._correspondents_until = 0.0
 
@@ -156,6 +158,7 @@ class QueueManager:
             await asyncio.gather(*still, return_exceptions=True)
         if isinstance(self.deliverer, Deliverer):
             self.deliverer.close()
+        self.content.close()
 
     async def scan(self) -> None:
         """Decide what arrived, then dispatch deliveries. The store is searched for
@@ -219,8 +222,10 @@ class QueueManager:
         if message.origin is Origin.DSN:
             verdict = Verdict(Action.DELIVER, None, ())
         else:
+            content = await self.content.scan(message.content, message.queue_id) \
+                if goes_outside(message, policy) else None
             try:
-                findings = inspect(message, policy, facts)
+                findings = inspect(message, policy, facts, content)
             except Exception:
                 # A message we cannot inspect is held for a person, never passed or dropped.
                 log.exception("%s: inspection failed; holding for approval", message.queue_id)

@@ -39,6 +39,7 @@ async def serve(settings: Settings) -> None:
     policies = PolicyWatcher(settings.policies_dir)
     db = AsyncStore(store)
     qmgr = QueueManager(settings, db, policies)
+    qmgr.content.warm()   # load the detectors' dictionaries before the first message needs them
     handler = RelayHandler(settings, db, qmgr.wake)
     server = await start_server(settings, handler)
     log.info("mailguard listening on %s (STARTTLS %s); delivering to %s; data in %s",

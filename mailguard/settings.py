@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     dns_servers: Annotated[list[HostPort], NoDecode] = []
     dns_timeout: float = Field(default=5.0, gt=0)   # per message, all lookups together
 
+    # Content inspection (personal data): worker processes and limits per message.
+    inspect_workers: int = Field(default=2, gt=0)
+    inspect_timeout: float = Field(default=30.0, gt=0)
+    inspect_max_text_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    inspect_max_archive_entries: int = Field(default=1000, gt=0)
+    inspect_max_compression_ratio: float = Field(default=100.0, gt=1)
+    inspect_max_depth: int = Field(default=5, gt=0)
+
     hold_delay: int = Field(default=300, ge=0)
     trusted_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = [
         ipaddress.ip_network("127.0.0.0/8")
@@ -171,6 +179,13 @@ class Settings(BaseSettings):
         if self.upstream_password is not None and not self.upstream_username:
             raise ValueError("upstream_username: required when upstream_password is set")
         return self
+
+    @property
+    def inspect_limits(self):
+        from .inspect.extract import Limits
+
+        return Limits(self.inspect_max_text_bytes, self.inspect_max_archive_entries,
+                      self.inspect_max_compression_ratio, self.inspect_max_depth, self.inspect_timeout)
 
     @property
     def db_path(self) -> Path:

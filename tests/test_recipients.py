@@ -84,7 +84,8 @@ def test_a_dns_timeout_does_not_hold_the_decision_forever(make_relay, upstream, 
     upstream.wait_to(REGISTERED, timeout=6)   # and it leaves after the usual hold
 
 
-def test_first_time_recipient_is_noted_only_the_first_time(relay, upstream):
+def test_first_time_recipient_is_noted_only_the_first_time(make_relay, upstream):
+    relay = make_relay(MAILGUARD_HOLD_DELAY="600").start()
     first = send(relay, [REGISTERED])
     relay.wait_decided(first)
     assert "first_time_recipient" in relay.findings(first)

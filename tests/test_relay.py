@@ -59,6 +59,7 @@ def test_cancel_stops_a_held_message_for_good(relay, upstream):
 def test_send_now_releases_a_held_message(make_relay, upstream):
     relay = make_relay(MAILGUARD_HOLD_DELAY="600").start()
     queue_id = send(relay, [REGISTERED])
+    assert relay.wait_decided(queue_id) == "delayed"   # inspected first: only then can it be sent now
     relay.cli("queue", "release", queue_id)
     upstream.wait_to(REGISTERED, timeout=3)
 

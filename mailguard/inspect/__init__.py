@@ -11,7 +11,9 @@ Checks (手引き チェックリスト3-3 3) 4), 事例6):
 - ``lookalike``: look-alike domains, a registered local part elsewhere, display names;
 - ``domains``: NXDOMAIN, no mail host, null MX (DNS);
 - ``fax``: FAX numbers at e-mail-to-FAX gateways;
-- ``exposure``: many parties visible in To:/Cc:.
+- ``exposure``: many parties visible in To:/Cc:;
+- ``content`` (with ``extract`` and ``detect``): personal and sensitive data in
+  bodies and attachments, and parts that could not be read.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from email.utils import getaddresses
 from ..model import Finding, QueuedMessage, Severity
 from ..policy import Policy, address_key
 from . import exposure, fax, lookalike
+from .content import ContentReport
 from .domains import DomainStatus, domain_findings
 
 
@@ -37,8 +40,10 @@ class Facts:
     domains: dict[str, DomainStatus] = field(default_factory=dict)
 
 
-def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts()) -> tuple[Finding, ...]:
-    """All findings for ``message`` under ``policy``, in recipient order."""
+def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts(),
+            content: ContentReport | None = None) -> tuple[Finding, ...]:
+    """All findings for ``message`` under ``policy``: recipients in order, then content
+    (``content`` comes from ``ContentInspector.scan``, which runs in a worker process)."""
     visible = visible_recipients(message.content or b"")
     pool = lookalike.candidates(policy, facts.correspondents)
     findings: list[Finding] = []
@@ -46,7 +51,14 @@ def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts()) -> t
         findings += recipient_findings(rcpt, policy, facts, pool)
     findings += lookalike.display_name_findings(visible, policy)
     findings += exposure.exposure_findings(visible, policy)
+    if content is not None:
+        findings += content.findings()
     return tuple(findings)
+
+
+def goes_outside(message: QueuedMessage, policy: Policy) -> bool:
+    """Whether any copy leaves the organisation (by mail or by FAX): only then does content matter."""
+    return any(not policy.is_internal(r) or policy.fax_gateway(r) is not None for r in message.envelope.rcpt_tos)
 
 
 def recipient_findings(rcpt: str, policy: Policy, facts: Facts,

@@ -1,0 +1,328 @@
+"""detect: personal data in text, in the style of Microsoft Presidio.
+
+A detector is data plus one small function: patterns with a base score, context
+words that raise the score when they stand within ``WINDOW`` characters (or, for
+tables where the header is far from the value, anywhere in the same document),
+negative context that vetoes a match, and an optional ``validate`` (a checksum,
+a calendar). A match counts at ``THRESHOLD``. Text is NFKC-normalised first
+(full-width digits ０-９ become 0-9) and numbers are delimited with
+``(?<!\\d)…(?!\\d)``, because CJK characters are ``\\w`` and ``\\b`` never falls
+between 日本語 and a digit.
+
+Each detector says whether it *identifies* a person (a name, a number, a birth
+date, an address) and whether what it finds is ``sensitive`` (要配慮個人情報: 病歴,
+病状, 障害, 治療, 診療情報, and 特定個人情報 = マイナンバー) or ``personal``.
+Sources: 個人情報保護法 第2条第3項 (要配慮), 手引き 2-1 (the care-office list),
+行政手続における特定の個人を識別するための番号の利用等に関する法律施行令 /
+総務省令第85号 第5条 (the My Number check digit).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+
+import phonenumbers
+
+THRESHOLD = 0.5
+WINDOW = 40
+NEAR_BOOST = 0.35       # a context word near the match
+DOCUMENT_BOOST = 0.35   # a context word elsewhere in the same document (a table header)
+VALID_BOOST = 0.2       # the validator confirmed it (a check digit)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    name: str
+    regex: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    kind: str           # e.g. "my_number", "care_level", "person_name"
+    label: str          # Japanese name of the kind
+    sensitive: bool
+    identifies: bool
+    score: float
+    masked: str         # what may be shown and logged: numbers and names masked
+
+
+class Detector:
+    kind = ""
+    label = ""
+    sensitive = False
+    identifies = True
+    patterns: tuple[Pattern, ...] = ()
+    context: tuple[str, ...] = ()
+    negative_context: tuple[str, ...] = ()
+
+    def validate(self, value: str) -> bool | None:
+        """True: confirmed (score up); False: not this kind; None: no opinion."""
+        return None
+
+    def mask(self, value: str) -> str:
+        return mask_digits(value) if any(c.isdigit() for c in value) else mask_text(value)
+
+    def candidates(self, text: str):
+        for pattern in self.patterns:
+            for match in re.finditer(pattern.regex, text):
+                yield match.start(), match.end(), match.group(0), pattern.score
+
+    def detect(self, text: str) -> list[Detection]:
+        found = []
+        document_context = any(word in text for word in self.context)
+        for start, end, value, score in self.candidates(text):
+            verdict = self.validate(value)
+            if verdict is False:
+                continue
+            near = text[max(0, start - WINDOW): end + WINDOW]
+            if any(word in near for word in self.negative_context):
+                continue
+            if verdict:
+                score += VALID_BOOST
+            if any(word in near for word in self.context):
+                score += NEAR_BOOST
+            elif document_context:
+                score += DOCUMENT_BOOST
+            if score >= THRESHOLD:
+                found.append(Detection(self.kind, self.label, self.sensitive, self.identifies,
+                                       round(min(score, 1.0), 2), self.mask(value)))
+        return found
+
+
+def mask_digits(value: str) -> str:
+    """Every digit but the last two becomes ``*``: ``1234-5678-9012`` → ``****-****-**12``."""
+    digits = sum(c.isdigit() for c in value)
+    out, seen = [], 0
+    for c in value:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen > digits - 2 else "*")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def mask_text(value: str) -> str:
+    """The first character and ``＊`` for the rest: ``山田太郎`` → ``山＊＊＊``."""
+    return value[:1] + "＊" * (len(value) - 1)
+
+
+def my_number_check_digit(digits: str) -> int:
+    """The check digit of an 11-digit My Number body (総務省令第85号 第5条)."""
+    weights = (6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+    remainder = sum(int(d) * w for d, w in zip(digits, weights)) % 11
+    return 0 if remainder <= 1 else 11 - remainder
+
+
+class MyNumber(Detector):
+    """個人番号: 12 digits whose last is the check digit; about 1 in 11 random numbers
+    pass, so context words are required. A corporate number (法人番号, 13 digits) is
+    not personal data: ``(?!\\d)`` and the negative context keep it out."""
+
+    kind, label, sensitive = "my_number", "マイナンバー (個人番号)", True
+    patterns = (Pattern("12 digits", r"(?<!\d)\d{4}[ -]?\d{4}[ -]?\d{4}(?!\d)", 0.1),)
+    context = ("個人番号", "マイナンバー", "番号カード")
+    negative_context = ("法人番号",)
+
+    def validate(self, value: str) -> bool:
+        digits = re.sub(r"\D", "", value)
+        return my_number_check_digit(digits[:11]) == int(digits[11])
+
+
+class CareInsuredNumber(Detector):
+    kind, label = "care_insured_number", "介護保険被保険者番号"
+    patterns = (Pattern("10 digits", r"(?<!\d)\d{10}(?!\d)", 0.15),)
+    context = ("被保険者番号", "被保番号", "介護保険証")
+
+
+class HealthInsurance(Detector):
+    kind, label = "health_insurance_number", "健康保険の記号・番号"
+    patterns = (
+        Pattern("記号・番号", r"記号[\s:：]*[0-9A-Za-z\-]{1,8}[\s・、,/]*番号[\s:：]*\d{1,10}(?!\d)", 0.8),
+        Pattern("保険者番号", r"(?<!被)保険者番号[\s:：]*\d{6,8}(?!\d)", 0.8),
+    )
+
+
+class PensionNumber(Detector):
+    kind, label = "pension_number", "基礎年金番号"
+    patterns = (Pattern("4-6 digits", r"(?<!\d)\d{4}-?\d{6}(?!\d)", 0.15),)
+    context = ("基礎年金番号", "年金番号", "年金手帳")
+
+
+PERSONAL_CONTACT = ("自宅", "携帯", "緊急連絡先", "家族", "長男", "長女", "次男", "次女", "妻", "夫",
+                    "本人", "利用者", "住所", "連絡先")
+
+
+class Phone(Detector):
+    """Telephone numbers (phonenumbers, region JP). An office number in a signature is not
+    personal data, so only a personal context (自宅, 携帯, 家族 …) makes it count."""
+
+    kind, label = "phone", "電話番号"
+    context = PERSONAL_CONTACT
+    negative_context = ("FAX", "ＦＡＸ", "代表")
+
+    def candidates(self, text: str):
+        for match in phonenumbers.PhoneNumberMatcher(text, "JP"):
+            yield match.start, match.end, match.raw_string, 0.2
+
+
+class Email(Detector):
+    kind, label = "email", "メールアドレス"
+    patterns = (Pattern("address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", 0.2),)
+    context = PERSONAL_CONTACT
+
+    def mask(self, value: str) -> str:
+        local, _, domain = value.partition("@")
+        return mask_text(local) + "@" + domain
+
+
+class PostalAddress(Detector):
+    kind, label = "address", "住所"
+    patterns = (
+        Pattern("〒", r"〒\s?\d{3}-?\d{4}", 0.3),
+        Pattern("street", r"(?:北海道|東京都|大阪府|京都府|[^\s\d、。,:：]{2,3}県)[^\s、。,]{1,12}?[市区町村郡]"
+                          r"[^\s、。,]{0,20}?\d+(?:[-－丁目番地号の]\d*)*", 0.3),
+    )
+    context = ("住所", "自宅", "現住所", "居住地", "お住まい")
+
+
+class BirthDate(Detector):
+    """生年月日 in 和暦 (元年 included) or 西暦. Dates of the older eras are almost always
+    birth dates in care records; recent dates need a context word (生年月日, 生, 歳)."""
+
+    kind, label = "birth_date", "生年月日"
+    ERAS = {"明治": 45, "大正": 15, "昭和": 64, "平成": 31, "令和": 99}
+    patterns = (
+        Pattern("和暦 (old)", r"(?:明治|大正|昭和)\s*(?:元|\d{1,2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日", 0.45),
+        Pattern("和暦", r"(?:平成|令和)\s*(?:元|\d{1,2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日", 0.2),
+        Pattern("西暦", r"(?<!\d)(?:19|20)\d{2}\s*[年/.\-]\s*\d{1,2}\s*[月/.\-]\s*\d{1,2}\s*日?(?!\d)", 0.15),
+    )
+    context = ("生年月日", "生まれ", "歳", "誕生日", "(生)", "生)")
+
+    def validate(self, value: str) -> bool | None:
+        numbers = [int(n) for n in re.findall(r"\d+", value.replace("元", "1"))]
+        era = next((e for e in self.ERAS if value.startswith(e)), None)
+        year, month, day = (numbers[0], numbers[1], numbers[2]) if len(numbers) >= 3 else (0, 0, 0)
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return False
+        if era and not 1 <= year <= self.ERAS[era]:
+            return False
+        return None
+
+
+class CareLevel(Detector):
+    """要介護度 (the person's physical and mental condition)."""
+
+    kind, label, sensitive, identifies = "care_level", "要介護度", True, False
+    patterns = (Pattern("要介護/要支援", r"要介護\s*[1-5一二三四五]|要支援\s*[12一二]", 0.8),)
+
+
+class Vocabulary(Detector):
+    """Words from a data file (one per line, ``#`` comments), matched literally."""
+
+    sensitive, identifies = True, False
+    file = ""
+    score = 0.6
+
+    def mask(self, value: str) -> str:
+        return value   # a disease name alone identifies nobody
+
+    @functools.cached_property
+    def _regex(self) -> re.Pattern:
+        words = load_words(self.file)
+        return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+
+    def candidates(self, text: str):
+        for match in self._regex.finditer(text):
+            yield match.start(), match.end(), match.group(0), self.score
+
+
+class Disease(Vocabulary):
+    kind, label, file = "disease", "病名・病状", "diseases.txt"
+
+
+class Disability(Vocabulary):
+    kind, label, file = "disability", "障害", "disabilities.txt"
+
+
+class Medication(Vocabulary):
+    kind, label, file = "medication", "服薬", "medications.txt"
+
+
+class CareRecord(Vocabulary):
+    kind, label, file, score = "care_record", "介護・診療記録", "care_terms.txt", 0.5
+
+
+@functools.lru_cache(maxsize=None)
+def load_words(name: str) -> tuple[str, ...]:
+    text = resources.files("mailguard.data").joinpath(name).read_text(encoding="utf-8")
+    words = []
+    for line in text.splitlines():
+        word = unicodedata.normalize("NFKC", line.split("#", 1)[0].strip())
+        if word:
+            words.append(word)
+    return tuple(words)
+
+
+class PersonName(Detector):
+    """Names of people: SudachiPy (dictionary sudachidict_small) tags 名詞-固有名詞-人名.
+    A surname followed by a given name, or by 様/さん/氏/殿, counts; a lone word tagged
+    人名 (many place and shop names are) does not."""
+
+    kind, label = "person_name", "氏名"
+    context = ("利用者", "氏名", "本人", "入居者", "患者", "ご家族", "被保険者")
+    HONORIFICS = ("様", "さん", "氏", "殿", "くん", "ちゃん")
+    CHUNK = 4000   # characters per call: Sudachi refuses inputs over ~49 KB
+
+    def candidates(self, text: str):
+        tokenizer = _sudachi()
+        for chunk_start in range(0, len(text), self.CHUNK):
+            chunk = text[chunk_start: chunk_start + self.CHUNK]
+            morphemes = list(tokenizer.tokenize(chunk))
+            for i, m in enumerate(morphemes):
+                pos = m.part_of_speech()
+                if pos[2] != "人名" or pos[3] != "姓":
+                    continue
+                j = i + 1
+                while j < len(morphemes) and morphemes[j].part_of_speech()[0] == "空白":
+                    j += 1   # 山田 太郎: a space between surname and given name
+                nxt = morphemes[j] if j < len(morphemes) else None
+                if nxt is None:
+                    continue
+                npos = nxt.part_of_speech()
+                if npos[2] == "人名" and npos[3] == "名":
+                    yield chunk_start + m.begin(), chunk_start + nxt.end(), m.surface() + nxt.surface(), 0.5
+                elif nxt.surface() in self.HONORIFICS:
+                    yield chunk_start + m.begin(), chunk_start + nxt.end(), m.surface() + nxt.surface(), 0.5
+
+
+@functools.lru_cache(maxsize=1)
+def _sudachi():
+    from sudachipy import Dictionary, SplitMode
+
+    return Dictionary(dict="small").create(SplitMode.C)
+
+
+DETECTORS: tuple[Detector, ...] = (
+    MyNumber(), CareInsuredNumber(), HealthInsurance(), PensionNumber(), Phone(), Email(),
+    PostalAddress(), BirthDate(), CareLevel(), Disease(), Disability(), Medication(), CareRecord(),
+    PersonName(),
+)
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width digits and letters become ASCII), so patterns see one form."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Detection]:
+    text = normalise(text)
+    found: list[Detection] = []
+    for detector in detectors:
+        found += detector.detect(text)
+    return found
