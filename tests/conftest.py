@@ -343,3 +343,17 @@ def send(relay: Relay, rcpts: list[str], *, sender: str = STAFF, subject: str = 
         code, text = client.data(msg.as_bytes(policy=email_policy.SMTP))
     assert code == 250, (code, text)
     return text.decode().rsplit(" ", 1)[-1]
+
+
+def send_raw(relay: Relay, rcpts: list[str], raw: bytes, *, sender: str = STAFF) -> str:
+    """Send prepared message bytes (CRLF); returns the queue id from the 250 reply."""
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail(sender)
+        for rcpt in rcpts:
+            assert client.rcpt(rcpt)[0] == 250
+        code, text = client.data(raw)
+    assert code == 250, (code, text)
+    return text.decode().rsplit(" ", 1)[-1]

@@ -49,6 +49,8 @@ class Detection:
     identifies: bool
     score: float
     masked: str         # what may be shown and logged: numbers and names masked
+    start: int = 0      # span in the normalised text
+    end: int = 0
 
 
 class Detector:
@@ -90,7 +92,7 @@ class Detector:
                 score += DOCUMENT_BOOST
             if score >= THRESHOLD:
                 found.append(Detection(self.kind, self.label, self.sensitive, self.identifies,
-                                       round(min(score, 1.0), 2), self.mask(value)))
+                                       round(min(score, 1.0), 2), self.mask(value), start, end))
         return found
 
 
@@ -305,7 +307,7 @@ class PersonName(Detector):
 def _sudachi():
     from sudachipy import Dictionary, SplitMode
 
-    return Dictionary(dict="small").create(SplitMode.C)
+    return Dictionary(dict="small").tokenizer(mode=SplitMode.C)
 
 
 DETECTORS: tuple[Detector, ...] = (
@@ -321,8 +323,12 @@ def normalise(text: str) -> str:
 
 
 def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Detection]:
+    """Detections in ``text``. Where spans overlap, the earlier detector in ``detectors``
+    keeps it (a 被保険者番号 is not also a telephone number), as Presidio resolves conflicts."""
     text = normalise(text)
-    found: list[Detection] = []
+    kept: list[Detection] = []
     for detector in detectors:
-        found += detector.detect(text)
-    return found
+        for found in detector.detect(text):
+            if not any(found.start < k.end and k.start < found.end for k in kept):
+                kept.append(found)
+    return kept

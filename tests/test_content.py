@@ -1,0 +1,213 @@
+"""Personal data in bodies and attachments: documents the tests generate, classified
+as an admin would expect; hostile input comes back unscannable within the limits."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from email.message import EmailMessage
+from email.policy import SMTP
+
+import pytest
+
+from conftest import INTERNAL, REGISTERED, STAFF, send_raw
+from mailguard.inspect.content import scan
+from mailguard.inspect.detect import detect, my_number_check_digit
+from mailguard.inspect.extract import Limits
+
+VALID_MY_NUMBER = "12345678901" + str(my_number_check_digit("12345678901"))
+BAD_MY_NUMBER = "12345678901" + str((my_number_check_digit("12345678901") + 1) % 10)
+
+
+def message(body: str = "資料を送ります。", attachments=(), charset: str = "utf-8") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = STAFF
+    msg["To"] = REGISTERED
+    msg["Subject"] = "送付"
+    msg.set_content(body, charset=charset)
+    for name, data, mime in attachments:
+        maintype, subtype = mime.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg.as_bytes(policy=SMTP)
+
+
+def care_plan_xlsx() -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "居宅サービス計画書"
+    sheet.append(["利用者氏名", "生年月日", "要介護度", "被保険者番号"])
+    sheet.append(["佐藤 花子", "昭和10年5月6日", "要介護2", "0123456789"])
+    sheet.append(["生活全般の解決すべき課題", "脳梗塞後遺症による片麻痺。入浴介助が必要。"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def assessment_docx() -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("アセスメントシート", 1)
+    document.add_paragraph("利用者: 高橋 次郎 様 (昭和8年11月20日生)")
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "既往歴", "糖尿病、高血圧症"
+    table.cell(1, 0).text, table.cell(1, 1).text = "服薬", "メトホルミン 朝夕"
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def referral_pdf(lines: list[str] | None = None) -> bytes:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiMin-W3"))   # a Japanese CID font
+    out = io.BytesIO()
+    page = canvas.Canvas(out)
+    page.setFont("HeiseiMin-W3", 12)
+    for i, line in enumerate(lines or ["診療情報提供書", "患者氏名 鈴木 一郎 様 生年月日 昭和15年1月2日",
+                                       "病名 脳梗塞 既往歴 高血圧症 要介護4"]):
+        page.drawString(50, 800 - 20 * i, line)
+    page.save()
+    return out.getvalue()
+
+
+def cp932_csv(rows: list[list[str]]) -> bytes:
+    return "\r\n".join(",".join(row) for row in rows).encode("cp932")
+
+
+def kinds(report) -> set[str]:
+    return {d.kind for part in report.parts for d in part.detections}
+
+
+def test_care_plan_xlsx_is_sensitive():
+    report = scan(message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(),
+                                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]))
+    assert report.level == "sensitive" and report.level_of("ケアプラン.xlsx") == "sensitive"
+    assert {"person_name", "birth_date", "care_level", "care_insured_number", "disease", "disability"} <= kinds(report)
+
+
+def test_assessment_docx_is_sensitive():
+    report = scan(message(attachments=[("アセスメント.docx", assessment_docx(),
+                                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document")]))
+    assert report.level_of("アセスメント.docx") == "sensitive"
+    assert {"person_name", "birth_date", "disease", "medication"} <= kinds(report)
+
+
+def test_referral_pdf_with_japanese_cid_fonts_is_sensitive():
+    report = scan(message(attachments=[("紹介状.pdf", referral_pdf(), "application/pdf")]))
+    assert report.level_of("紹介状.pdf") == "sensitive"
+    assert {"person_name", "birth_date", "disease", "care_level"} <= kinds(report)
+
+
+def test_cp932_csv_with_a_valid_my_number_is_sensitive():
+    csv = cp932_csv([["氏名", "個人番号", "住所"], ["田中 一郎", VALID_MY_NUMBER, "東京都千代田区千代田1-1"]])
+    report = scan(message(attachments=[("名簿.csv", csv, "text/csv")]))
+    assert report.level_of("名簿.csv") == "sensitive"
+    [my_number] = [d for p in report.parts for d in p.detections if d.kind == "my_number"]
+    assert my_number.masked == "*" * 10 + VALID_MY_NUMBER[-2:]     # never the full number
+    assert VALID_MY_NUMBER not in repr(report.findings())
+
+
+def test_iso_2022_jp_body_with_insured_number_and_care_level_is_sensitive():
+    body = "お世話になっております。\n山本 トメ 様 (介護保険被保険者番号 1234567890) は要介護3に変更になりました。\n"
+    raw = message(body, charset="iso-2022-jp")
+    assert b"ISO-2022-JP" in raw.upper()
+    report = scan(raw)
+    assert report.level_of("本文") == "sensitive"
+    assert {"care_insured_number", "care_level"} <= kinds(report)
+
+
+@pytest.mark.parametrize("name, body, attachment", [
+    ("meeting agenda", "職員会議の議題\n1. 年末年始の勤務表\n2. 認知症ケア研修の報告\n3. 次回 2026年12月1日 14時", None),
+    ("training schedule", "研修のご案内", ("研修日程.csv", cp932_csv(
+        [["日付", "研修名", "講師"], ["2026/12/03", "感染症対策と褥瘡予防", "外部講師"],
+         ["2026/12/10", "高齢者虐待防止", "施設長"]]), "text/csv")),
+    ("order list", "発注一覧です", ("発注.csv", cp932_csv(
+        [["注文番号", "品名", "数量"], [BAD_MY_NUMBER, "おむつ L", "20"], [BAD_MY_NUMBER[::-1], "手袋", "5"]]),
+        "text/csv")),
+    ("corporate number", "弊社の法人番号は 1234567890123 です。\nさくら居宅介護支援事業所\nTEL 03-1234-5678", None),
+])
+def test_negative_controls_are_not_personal_data(name, body, attachment):
+    report = scan(message(body, attachments=[attachment] if attachment else ()))
+    assert report.level == "none", (name, [(d.kind, d.masked) for p in report.parts for d in p.detections])
+    assert not report.unscannable
+
+
+def test_my_number_check_digit_and_context():
+    assert detect(f"個人番号 {VALID_MY_NUMBER}")[0].kind == "my_number"
+    assert detect(f"個人番号 {BAD_MY_NUMBER}") == []
+    assert detect(f"注文番号 {VALID_MY_NUMBER}") == []              # 1 in 11 pass: context required
+    assert detect("個人番号：１２３４５６７８９０１８")[0].kind == "my_number"  # full-width digits
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def test_zip_bomb_is_unscannable_without_expanding_it():
+    bomb = zip_of({"zeros.txt": b"0" * (50 * 1024 * 1024)})
+    assert len(bomb) < 200_000
+    started = time.monotonic()
+    report = scan(message(attachments=[("資料.zip", bomb, "application/zip")]))
+    assert time.monotonic() - started < 5
+    [item] = report.unscannable
+    assert "zip 爆弾" in item.reason and item.attachment == "資料.zip"
+
+
+def test_deeply_nested_archive_is_unscannable():
+    data = zip_of({"inner.txt": b"hello"})
+    for level in range(8):
+        data = zip_of({f"level{level}.zip": data})
+    report = scan(message(attachments=[("nested.zip", data, "application/zip")]), Limits(max_depth=5))
+    assert any("入れ子が深すぎます" in u.reason for u in report.unscannable)
+
+
+def test_encrypted_zip_is_unscannable():
+    import pyzipper
+
+    out = io.BytesIO()
+    with pyzipper.AESZipFile(out, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as archive:
+        archive.setpassword(b"secret")
+        archive.writestr("ケアプラン.xlsx", care_plan_xlsx())
+    report = scan(message(attachments=[("暗号化.zip", out.getvalue(), "application/zip")]))
+    assert [u.reason for u in report.unscannable] == ["パスワード付き zip のため検査できません"]
+
+
+def test_truncated_pdf_is_unscannable():
+    pdf = referral_pdf()
+    report = scan(message(attachments=[("紹介状.pdf", pdf[: len(pdf) // 3], "application/pdf")]))
+    [item] = report.unscannable
+    assert item.attachment == "紹介状.pdf" and "壊れている" in item.reason
+
+
+def test_an_image_is_reported_as_unscannable():
+    report = scan(message(attachments=[("scan.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 100, "image/jpeg")]))
+    assert "画像" in report.unscannable[0].reason
+
+
+def test_sensitive_attachment_to_a_first_time_partner_waits_for_approval(relay, upstream):
+    raw = message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(),
+                                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")])
+    queue_id = send_raw(relay, [REGISTERED], raw)
+    assert relay.wait_decided(queue_id) == "awaiting_approval"
+    show = relay.cli("queue", "show", queue_id).stdout
+    assert "sensitive_data" in show and "要配慮個人情報" in show and "氏名 1件 (佐＊＊＊)" in show and "電話番号" not in show
+    assert "0123456789" not in show + relay.cli("log").stdout + relay.log()   # masked everywhere
+
+
+def test_a_zip_bomb_is_held_while_the_relay_keeps_serving(relay, upstream):
+    raw = message(attachments=[("資料.zip", zip_of({"zeros.txt": b"0" * (50 * 1024 * 1024)}), "application/zip")])
+    held = send_raw(relay, [REGISTERED], raw)
+    send_raw(relay, [f"colleague@{INTERNAL}"], b"Subject: meanwhile\r\n\r\nhello\r\n")
+    upstream.wait_to(f"colleague@{INTERNAL}", timeout=5)
+    assert relay.wait_decided(held) == "awaiting_approval"
+    assert "unscannable_content" in relay.findings(held)
