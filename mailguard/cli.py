@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     p = pol.add_parser("check", help="ポリシーファイルを検証する")
     p.set_defaults(func=cmd_policy_check)
 
+    p = sub.add_parser("scan", help="メールを検査して判定を表示する (送信はしない)")
+    p.add_argument("file", help=".eml ファイル")
+    p.add_argument("--rcpt", action="append", help="宛先 (省略時は To/Cc/Bcc ヘッダー)")
+    p.add_argument("--sender", help="送信者 (省略時は From ヘッダー)")
+    p.add_argument("--dns", action="store_true", help="宛先ドメインを DNS で確かめる")
+    p.set_defaults(func=cmd_scan)
+
     p = sub.add_parser("log", help="送信ログ (send log)")
     p.add_argument("--queue-id")
     p.add_argument("--sender")
@@ -196,6 +203,66 @@ def cmd_policy_check(settings: Settings, args) -> int:
           f"組織内ドメイン {len(loaded.organisation.internal_domains)}, "
           f"アドレス帳 {len(book.email)} アドレス / {len(book.domain)} ドメイン / {len(book.fax)} FAX, "
           f"FAX ゲートウェイ {len(loaded.fax_gateways)}")
+    return 0
+
+
+def cmd_scan(settings: Settings, args) -> int:
+    """Inspect and decide one message as the relay would, without sending or storing it."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+    from email.utils import getaddresses, parseaddr
+    from pathlib import Path
+
+    from .decide import STATE_FOR, decide
+    from .inspect import Facts, external_domains, goes_outside, inspect
+    from .inspect.content import scan
+    from .model import Envelope, Origin, QueuedMessage, Recipient, RecipientStatus
+    from .transform import transform
+
+    try:
+        raw = Path(args.file).read_bytes()
+        policy = policy_mod.load(settings.policies_dir)
+    except OSError as exc:
+        print(f"{args.file}: 読めません ({exc})", file=sys.stderr)
+        return 1
+    except policy_mod.PolicyError as exc:
+        print(f"ポリシーエラー:\n{exc}", file=sys.stderr)
+        return 1
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    rcpts = tuple(args.rcpt or [a for _, a in getaddresses(
+        [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name) or []]) if a])
+    sender = args.sender or parseaddr(str(headers.get("From", "")))[1]
+    now = time.time()
+    message = QueuedMessage("(scan)", State.INCOMING, Origin.SMTP, Envelope(sender, rcpts),
+                            tuple(Recipient(r, RecipientStatus.PENDING) for r in rcpts), None, "-",
+                            str(headers.get("Message-ID", "")), str(headers.get("Subject", "")), len(raw),
+                            now, None, None, now + settings.queue_lifetime, 0, (), raw)
+    known = _store(settings).delivered_before(rcpts) if settings.db_path.exists() else frozenset()
+    domains = {}
+    if args.dns:
+        from .inspect.domains import DomainChecker
+
+        domains = asyncio.run(DomainChecker(settings).check(external_domains(message, policy)))
+    report = scan(raw, settings.inspect_limits) if goes_outside(message, policy) else None
+    findings = inspect(message, policy, Facts(known, frozenset(), domains), report)
+    verdict = decide(findings, policy, received_at=now, hold_delay=settings.hold_delay)
+    changed = transform(message, verdict, policy)
+    print(f"宛先: {', '.join(rcpts) or '(なし)'}")
+    if report is None:
+        print("内容: 組織内のみの宛先のため検査しません")
+    else:
+        print(f"内容の分類: {report.level}")
+        for part in report.parts:
+            print(f"  {part.name}: {part.level}")
+        for item in report.unscannable:
+            print(f"  {item.where}: 検査できません ({item.reason})")
+    print("検査結果 (findings):" if findings else "検査結果: なし")
+    for f in verdict.findings:
+        print(f"  [{f.severity}] {f.code}: {f.text}" + (f" → {f.suggestion}" if f.suggestion else ""))
+    print(f"判定: {verdict.action} → {STATE_FOR[verdict.action]}")
+    for note in changed.notes:
+        print(f"変換: {note}")
     return 0
 
 

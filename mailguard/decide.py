@@ -41,11 +41,14 @@ def decide(findings: tuple[Finding, ...], policy: Policy, *, received_at: float,
 
     ``hold_delay`` (s) is MAILGUARD_HOLD_DELAY; ``[hold] delay_seconds`` in the policy wins over it.
     """
-    action = max((action_for(f, policy) for f in findings), key=lambda a: a.rank, default=Action.DELIVER)
     codes = {f.code for f in findings}
+    # Each finding's weight: its own action, or that of a matched rule it is part of.
+    weight = {f.code: action_for(f, policy).rank for f in findings}
     for rule in policy.rules:
-        if set(rule.when) <= codes and rule.action.rank > action.rank:
-            action = rule.action
+        if set(rule.when) <= codes:
+            for code in rule.when:
+                weight[code] = max(weight[code], rule.action.rank)
+    action = list(Action)[max(weight.values(), default=Action.DELIVER.rank)]
     release_at = received_at + policy.hold_delay(hold_delay) if action is Action.DELAY else None
-    ordered = sorted(findings, key=lambda f: (-action_for(f, policy).rank, -f.severity.rank))
+    ordered = sorted(findings, key=lambda f: (-weight[f.code], -f.severity.rank))
     return Verdict(action, release_at, tuple(ordered))

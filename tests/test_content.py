@@ -211,3 +211,15 @@ def test_a_zip_bomb_is_held_while_the_relay_keeps_serving(relay, upstream):
     upstream.wait_to(f"colleague@{INTERNAL}", timeout=5)
     assert relay.wait_decided(held) == "awaiting_approval"
     assert "unscannable_content" in relay.findings(held)
+
+
+def test_scan_prints_classification_findings_and_decision_without_sending(make_relay, upstream, tmp_path):
+    relay = make_relay()
+    eml = tmp_path / "careplan.eml"
+    eml.write_bytes(message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(),
+                                          "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]))
+    out = relay.cli("scan", str(eml)).stdout
+    assert "内容の分類: sensitive" in out and "ケアプラン.xlsx: sensitive" in out
+    assert out.index("sensitive_data") < out.index("external_recipient")   # what drove it first
+    assert "判定: approval → awaiting_approval" in out
+    assert "0123456789" not in out and upstream.messages == []
