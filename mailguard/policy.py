@@ -56,6 +56,7 @@ DEFAULT_ACTIONS: dict[str, Action] = {
     "personal_data": Action.DELIVER,
     "sensitive_data": Action.DELIVER,
     "unscannable_content": Action.APPROVAL,
+    "signed_not_encryptable": Action.APPROVAL,
     "inspection_failed": Action.APPROVAL,
 }
 # Findings a sender may never override by "send now": only a manager releases them.
@@ -161,17 +162,23 @@ class OrganisationFile(_Strict):
     hold: HoldSection = HoldSection()
 
 
+AgreedKey = Annotated[str, Field(min_length=8, max_length=128)]
+
+
 class EmailEntry(_Strict):
     address: Address
     organisation: str = Field(min_length=1)
     name: str = ""
     note: str = ""
+    # Password agreed in advance with this recipient for encrypted attachments. Never logged.
+    key: AgreedKey | None = Field(default=None, repr=False)
 
 
 class DomainEntry(_Strict):
     domain: Domain
     organisation: str = Field(min_length=1)
     note: str = ""
+    key: AgreedKey | None = Field(default=None, repr=False)
 
 
 class FaxEntry(_Strict):
@@ -264,7 +271,20 @@ DEFAULT_RULES = [
 ]
 
 
+class EncryptionSection(_Strict):
+    """Attachments with personal data leave only inside an AES-256 zip (手引き 3-3:
+    重要な情報はパスワード付きの添付ファイルに). The password is the key agreed with the
+    recipient in the address book, else a generated one sent to the sender only: it is
+    never mailed to the recipient (PPAP was abolished by the government in 2020)."""
+
+    enabled: bool = True
+    levels: list[Literal["personal", "sensitive"]] = ["personal", "sensitive"]
+    archive_name: str = Field(default="添付ファイル（暗号化）.zip", min_length=5)
+    password_length: int = Field(default=16, ge=12, le=64)
+
+
 class DecisionFile(_Strict):
+    encryption: EncryptionSection = EncryptionSection()
     actions: ActionsTable = ActionsTable()
     rules: list[Rule] = DEFAULT_RULES
     exposure: ExposureSection = ExposureSection()
@@ -289,6 +309,7 @@ class Policy:
     actions: dict[str, Action]
     rules: tuple[Rule, ...] = ()
     exposure: ExposureSection = ExposureSection()
+    encryption: EncryptionSection = EncryptionSection()
     fax_gateways: dict[str, FaxGateway] = field(default_factory=dict)
     _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
     _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
@@ -300,7 +321,7 @@ class Policy:
         return cls(
             organisation=org.organisation, hold=org.hold, address_book=book,
             actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},
-            rules=tuple(decision.rules), exposure=decision.exposure,
+            rules=tuple(decision.rules), exposure=decision.exposure, encryption=decision.encryption,
             fax_gateways={g.domain: g for g in (fax.gateway if fax else [])},
             _emails={address_key(e.address): e for e in book.email},
             _domains={d.domain: d for d in book.domain},

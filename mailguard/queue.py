@@ -219,7 +219,7 @@ class QueueManager:
 
     async def _decide(self, message: QueuedMessage, policy: Policy, facts: Facts) -> State:
         transformed = Transformed()
-        if message.origin is Origin.DSN:
+        if message.origin is not Origin.SMTP:   # our own DSNs and notices go straight out
             verdict = Verdict(Action.DELIVER, None, ())
         else:
             content = await self.content.scan(message.content, message.queue_id) \
@@ -234,10 +234,18 @@ class QueueManager:
                                     "管理者が内容を確認してください。"),)
             verdict = decide(findings, policy, received_at=message.received_at,
                              hold_delay=self.settings.hold_delay)
-            transformed = transform(message, verdict, policy)
+            try:
+                transformed = transform(message, verdict, policy, content, self.settings)
+            except Exception:
+                # Never send unaltered what had to be altered: hold it, unchanged, for a person.
+                log.exception("%s: transform failed; holding for approval", message.queue_id)
+                failed = Finding("inspection_failed", Severity.HIGH, message.queue_id,
+                                 "送信前の変換 (添付ファイルの暗号化など) に失敗したため、自動では送信しません。"
+                                 "管理者が確認してください。")
+                verdict = Verdict(Action.APPROVAL, None, (failed, *verdict.findings))
         state = STATE_FOR[verdict.action]
         notice = rejection_notice(message, "送信ポリシーにより送信を中止しました", self.settings) \
-            if state is State.REJECTED else None
+            if state is State.REJECTED else transformed.notice
         await self.db.apply_verdict(message.queue_id, verdict, state, content=transformed.content,
                                     deliver_to=transformed.deliver_to, notes=transformed.notes,
                                     notice=notice, lifetime=self.settings.queue_lifetime)

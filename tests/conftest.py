@@ -295,6 +295,7 @@ def relay_env(tmp: Path, port: int, upstream: Upstream | None, dns_port: int, **
         "MAILGUARD_LOG_LEVEL": "INFO",
         "MAILGUARD_DNS_SERVERS": f"127.0.0.1:{dns_port}",
         "MAILGUARD_DNS_TIMEOUT": "1",
+        "MAILGUARD_INSPECT_WORKERS": "1",
     })
     env.update(extra)
     return env

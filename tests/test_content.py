@@ -4,12 +4,12 @@ as an admin would expect; hostile input comes back unscannable within the limits
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
+import time
 
 from conftest import INTERNAL, REGISTERED, STAFF, send_raw
 from mailguard.inspect.content import scan
@@ -223,3 +223,74 @@ def test_scan_prints_classification_findings_and_decision_without_sending(make_r
     assert out.index("sensitive_data") < out.index("external_recipient")   # what drove it first
     assert "判定: approval → awaiting_approval" in out
     assert "0123456789" not in out and upstream.messages == []
+
+
+def _zip_members(received, password: str) -> dict[str, bytes]:
+    import pyzipper
+
+    [archive] = [p for p in received.message.iter_attachments() if p.get_content_type() == "application/zip"]
+    assert archive.get_filename() == "添付ファイル（暗号化）.zip"
+    with pyzipper.AESZipFile(io.BytesIO(archive.get_payload(decode=True))) as zf:
+        zf.setpassword(password.encode())
+        assert all(info.flag_bits & 0x800 for info in zf.infolist())          # UTF-8 file names
+        assert all(info.flag_bits & 0x1 and info.wz_aes_strength == 3 for info in zf.infolist())  # AES-256
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def test_care_plan_to_a_partner_with_an_agreed_key_arrives_as_an_aes_zip(relay, upstream):
+    plan = care_plan_xlsx()
+    queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", plan, XLSX)]))
+    assert relay.wait_decided(queue_id) == "awaiting_approval"   # sensitive data, first time
+    relay.cli("queue", "approve", queue_id)
+    [got] = upstream.wait_to(REGISTERED)
+    assert _zip_members(got, "minato-agreed-key-2026") == {"ケアプラン.xlsx": plan}   # the original bytes
+    body = got.message.get_body(("plain",)).get_content()
+    assert "資料を送ります。" in body and "0x80004005" in body and "7-Zip" in body
+    assert not any(p.get_filename() == "ケアプラン.xlsx" for p in got.message.iter_attachments())
+    time.sleep(0.5)
+    assert upstream.to(STAFF) == []                  # an agreed key: no password notice
+    assert "agreed key" in relay.cli("log", "--queue-id", queue_id).stdout
+
+
+def test_without_an_agreed_key_only_the_sender_receives_the_password(relay, upstream):
+    partner = "care@hikari-houkan.example.com"
+    plan = care_plan_xlsx()
+    queue_id = send_raw(relay, [partner], message(attachments=[("ケアプラン.xlsx", plan, XLSX)]))
+    [notice] = upstream.wait_to(STAFF)
+    text = notice.message.get_body(("plain",)).get_content()
+    password = next(line.split(":", 1)[1].strip() for line in text.splitlines() if "パスワード:" in line)
+    assert len(password) == 16 and "PPAP" in text and partner in text
+    assert relay.wait_decided(queue_id) == "awaiting_approval"
+    relay.cli("queue", "approve", queue_id)
+    [got] = upstream.wait_to(partner)
+    assert _zip_members(got, password) == {"ケアプラン.xlsx": plan}
+    everything_the_partner_got = b"".join(m.content for m in upstream.to(partner))
+    assert password.encode() not in everything_the_partner_got
+    assert partner not in notice.rcpt_tos
+    assert password not in relay.cli("log").stdout + relay.log()   # never logged
+
+
+def test_signed_mail_with_personal_data_is_held_unaltered(relay, upstream):
+    from email.mime.application import MIMEApplication
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    inner = MIMEMultipart()
+    inner.attach(MIMEText("ケアプランを送ります。", "plain", "utf-8"))
+    inner.attach(MIMEApplication(care_plan_xlsx(), Name="careplan.xlsx"))
+    inner.get_payload()[1]["Content-Disposition"] = 'attachment; filename="careplan.xlsx"'
+    signed = MIMEMultipart("signed", protocol="application/pkcs7-signature", micalg="sha-256")
+    signed.attach(inner)
+    signed.attach(MIMEApplication(b"not a real signature", "pkcs7-signature", Name="smime.p7s"))
+    signed["Subject"] = "signed care plan"
+    signed["To"] = REGISTERED
+    raw = signed.as_bytes(policy=SMTP)
+    queue_id = send_raw(relay, [REGISTERED], raw)
+    assert relay.wait_decided(queue_id) == "awaiting_approval"
+    assert "signed_not_encryptable" in relay.findings(queue_id)
+    relay.cli("queue", "approve", queue_id)
+    [got] = upstream.wait_to(REGISTERED)
+    assert got.content.endswith(raw)                 # byte for byte: the signature still holds

@@ -78,8 +78,9 @@ def test_a_dns_timeout_does_not_hold_the_decision_forever(make_relay, upstream, 
     dns_server.silent.add("minato-hospital.example.jp")   # the registered partner's DNS is down
     queue_id = send(relay, [REGISTERED])
     started = time.monotonic()
-    assert relay.wait_decided(queue_id, timeout=6) == "delayed"   # not held for approval
-    assert time.monotonic() - started < 5
+    assert relay.wait_decided(queue_id, timeout=15) == "delayed"   # not held for approval
+    assert time.monotonic() - started < 10                          # bounded, not forever
+    assert "DNS lookup for minato-hospital.example.jp timed out after 1.0s" in relay.log()
     assert "domain_unverified" in relay.findings(queue_id)
     upstream.wait_to(REGISTERED, timeout=6)   # and it leaves after the usual hold
 

@@ -53,7 +53,26 @@ def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts(),
     findings += exposure.exposure_findings(visible, policy)
     if content is not None:
         findings += content.findings()
+        if encryption_targets(message, policy, content) and is_signed(message.content or b""):
+            findings.append(Finding(
+                "signed_not_encryptable", Severity.HIGH, "署名付きメール",
+                "電子署名付きのメールのため、個人情報を含む添付ファイルを暗号化すると署名が壊れます。"
+                "変更せずに保留しました。管理者が確認してください。"))
     return tuple(findings)
+
+
+def encryption_targets(message: QueuedMessage, policy: Policy, content: ContentReport | None) -> list[str]:
+    """Top-level attachments that must leave encrypted: personal or sensitive (per policy),
+    in a message with at least one recipient outside the organisation."""
+    if content is None or not policy.encryption.enabled or not goes_outside(message, policy):
+        return []
+    return [name for name in content.attachments if content.level_of(name) in policy.encryption.levels]
+
+
+def is_signed(content: bytes) -> bool:
+    """S/MIME or PGP/MIME signed or enveloped (RFC 8551, RFC 3156): altering it breaks the signature."""
+    ctype = str(BytesHeaderParser(policy=compat32).parsebytes(content).get("Content-Type", "")).lower()
+    return ctype.startswith("multipart/signed") or "pkcs7-mime" in ctype or "multipart/encrypted" in ctype
 
 
 def goes_outside(message: QueuedMessage, policy: Policy) -> bool:
