@@ -5,79 +5,18 @@ from __future__ import annotations
 
 import io
 import zipfile
-from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
 import time
 
 from conftest import INTERNAL, REGISTERED, STAFF, send_raw
+from documents import (BAD_MY_NUMBER, VALID_MY_NUMBER, XLSX, assessment_docx, care_plan_xlsx, cp932_csv,
+                       message, referral_pdf)
 from mailguard.inspect.content import scan
-from mailguard.inspect.detect import detect, my_number_check_digit
+from mailguard.inspect.detect import detect
 from mailguard.inspect.extract import Limits
 
-VALID_MY_NUMBER = "12345678901" + str(my_number_check_digit("12345678901"))
-BAD_MY_NUMBER = "12345678901" + str((my_number_check_digit("12345678901") + 1) % 10)
-
-
-def message(body: str = "資料を送ります。", attachments=(), charset: str = "utf-8") -> bytes:
-    msg = EmailMessage()
-    msg["From"] = STAFF
-    msg["To"] = REGISTERED
-    msg["Subject"] = "送付"
-    msg.set_content(body, charset=charset)
-    for name, data, mime in attachments:
-        maintype, subtype = mime.split("/")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
-    return msg.as_bytes(policy=SMTP)
-
-
-def care_plan_xlsx() -> bytes:
-    import openpyxl
-
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = "居宅サービス計画書"
-    sheet.append(["利用者氏名", "生年月日", "要介護度", "被保険者番号"])
-    sheet.append(["佐藤 花子", "昭和10年5月6日", "要介護2", "0123456789"])
-    sheet.append(["生活全般の解決すべき課題", "脳梗塞後遺症による片麻痺。入浴介助が必要。"])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def assessment_docx() -> bytes:
-    import docx
-
-    document = docx.Document()
-    document.add_heading("アセスメントシート", 1)
-    document.add_paragraph("利用者: 高橋 次郎 様 (昭和8年11月20日生)")
-    table = document.add_table(rows=2, cols=2)
-    table.cell(0, 0).text, table.cell(0, 1).text = "既往歴", "糖尿病、高血圧症"
-    table.cell(1, 0).text, table.cell(1, 1).text = "服薬", "メトホルミン 朝夕"
-    out = io.BytesIO()
-    document.save(out)
-    return out.getvalue()
-
-
-def referral_pdf(lines: list[str] | None = None) -> bytes:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-    from reportlab.pdfgen import canvas
-
-    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiMin-W3"))   # a Japanese CID font
-    out = io.BytesIO()
-    page = canvas.Canvas(out)
-    page.setFont("HeiseiMin-W3", 12)
-    for i, line in enumerate(lines or ["診療情報提供書", "患者氏名 鈴木 一郎 様 生年月日 昭和15年1月2日",
-                                       "病名 脳梗塞 既往歴 高血圧症 要介護4"]):
-        page.drawString(50, 800 - 20 * i, line)
-    page.save()
-    return out.getvalue()
-
-
-def cp932_csv(rows: list[list[str]]) -> bytes:
-    return "\r\n".join(",".join(row) for row in rows).encode("cp932")
 
 
 def kinds(report) -> set[str]:
@@ -237,8 +176,6 @@ def _zip_members(received, password: str) -> dict[str, bytes]:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
 
 def test_care_plan_to_a_partner_with_an_agreed_key_arrives_as_an_aes_zip(relay, upstream):
     plan = care_plan_xlsx()
@@ -294,3 +231,18 @@ def test_signed_mail_with_personal_data_is_held_unaltered(relay, upstream):
     relay.cli("queue", "approve", queue_id)
     [got] = upstream.wait_to(REGISTERED)
     assert got.content.endswith(raw)                 # byte for byte: the signature still holds
+
+
+async def test_a_scan_past_the_time_limit_is_unscannable_and_the_pool_recovers():
+    from mailguard.inspect.content import ContentInspector
+
+    inspector = ContentInspector(Limits(seconds=0.5), workers=1)
+    try:
+        assert (await inspector.scan(message("山田 太郎 様"))).level == "personal"   # warm
+        record = "訪問。山田 太郎 様、要介護3。服薬確認。入浴介助。ご家族に連絡 090-1234-5678。\n"
+        huge = message(record * 40000)                                   # several seconds of work
+        report = await inspector.scan(huge, "Q-slow")
+        assert [u.reason for u in report.unscannable] == ["検査が制限時間 (0.5 秒) 内に終わりませんでした"]
+        assert (await inspector.scan(message("高橋 次郎 様 糖尿病"))).level == "sensitive"   # a new worker
+    finally:
+        inspector.close()

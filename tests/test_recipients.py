@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from conftest import INTERNAL, REGISTERED, STAFF, send, wait_for
+from conftest import INTERNAL, REGISTERED, send, wait_for
 
 GATEWAY = "fax.sakura-kaigo.example.jp"
 
 
 def held_for(relay, rcpt: str, **kwargs) -> tuple[str, list[str], str]:
     queue_id = send(relay, [rcpt], **kwargs)
-    state = relay.wait_decided(queue_id)
+    relay.wait_decided(queue_id)
     return queue_id, relay.findings(queue_id), relay.cli("queue", "show", queue_id).stdout
 
 

@@ -128,8 +128,8 @@ class ContentInspector:
         try:
             return await asyncio.wrap_future(future)
         except concurrent.futures.TimeoutError:
-            log.warning("%s: content scan exceeded %.0fs; worker killed", queue_id, self.limits.seconds)
-            reason = f"検査が制限時間 ({self.limits.seconds:.0f} 秒) 内に終わりませんでした"
+            log.warning("%s: content scan exceeded %gs; worker killed", queue_id, self.limits.seconds)
+            reason = f"検査が制限時間 ({self.limits.seconds:g} 秒) 内に終わりませんでした"
         except Exception as exc:   # the worker died (memory, a crash in a parser)
             log.exception("%s: content scan failed", queue_id)
             reason = f"検査中にエラーが発生しました ({type(exc).__name__})"
