@@ -244,7 +244,8 @@ def cmd_scan(settings: Settings, args) -> int:
         from .inspect.domains import DomainChecker
 
         domains = asyncio.run(DomainChecker(settings).check(external_domains(message, policy)))
-    report = scan(raw, settings.inspect_limits) if goes_outside(message, policy) else None
+    roster = (policy.roster.names, policy.roster.insured_numbers)
+    report = scan(raw, settings.inspect_limits, roster) if goes_outside(message, policy) else None
     findings = inspect(message, policy, Facts(known, frozenset(), domains), report)
     verdict = decide(findings, policy, received_at=now, hold_delay=settings.hold_delay)
     changed = transform(message, verdict, policy)

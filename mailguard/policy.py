@@ -11,6 +11,7 @@ so a misspelt file is never silently ignored):
   combinations that call for more (``[[rules]]``), and mass-mail exposure limits
   (``[exposure]``).
 - ``fax.toml``: e-mail-to-FAX gateways (RFC 3192 or the gateway's own form).
+- ``roster.csv`` (optional): residents' names and insured numbers, found exactly in mail.
 
 Every file is validated with pydantic (unknown keys are errors). An error names
 the file, the line, the key and the reason. The running relay re-reads the files
@@ -311,14 +312,16 @@ class Policy:
     exposure: ExposureSection = ExposureSection()
     encryption: EncryptionSection = EncryptionSection()
     fax_gateways: dict[str, FaxGateway] = field(default_factory=dict)
+    roster: Roster = field(default_factory=lambda: Roster((), ()))
     _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
     _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
     _faxes: dict[str, FaxEntry] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, org: OrganisationFile, book: AddressBookFile, decision: DecisionFile,
-              fax: FaxFile | None = None) -> "Policy":
+              fax: FaxFile | None = None, roster: "Roster | None" = None) -> "Policy":
         return cls(
+            roster=roster or Roster((), ()),
             organisation=org.organisation, hold=org.hold, address_book=book,
             actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},
             rules=tuple(decision.rules), exposure=decision.exposure, encryption=decision.encryption,
@@ -351,6 +354,57 @@ class Policy:
         return default if self.hold.delay_seconds is None else self.hold.delay_seconds
 
 
+@dataclass(frozen=True)
+class Roster:
+    """Residents (利用者名簿) from ``roster.csv``: names without spaces, NFKC; insured numbers.
+    Personal data itself: keep the file readable by the relay and admins only."""
+
+    names: tuple[str, ...]
+    insured_numbers: tuple[str, ...]
+
+
+ROSTER_FILE = "roster.csv"
+ROSTER_NAME, ROSTER_NUMBER = "氏名", "被保険者番号"
+
+
+def load_roster(path: Path, problems: list[str]) -> Roster | None:
+    """``roster.csv``: a header with 氏名 (required) and 被保険者番号 (optional), UTF-8 or CP932."""
+    import csv
+
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp932"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        problems.append(f"{path}: not UTF-8 or CP932 text")
+        return None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows or ROSTER_NAME not in rows[0]:
+        problems.append(f"{path}:1: header must name the column {ROSTER_NAME} (and optionally {ROSTER_NUMBER})")
+        return None
+    header = rows[0]
+    names, numbers = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        record = dict(zip(header, row))
+        name = "".join(unicodedata.normalize("NFKC", record.get(ROSTER_NAME, "")).split())
+        if len(name) < 2:
+            problems.append(f"{path}:{line}: {ROSTER_NAME}: empty or too short")
+            continue
+        names.append(name)
+        number = unicodedata.normalize("NFKC", record.get(ROSTER_NUMBER, "") or "").strip()
+        if number:
+            if not re.fullmatch(r"\d{10}", number):
+                problems.append(f"{path}:{line}: {ROSTER_NUMBER}: not 10 digits")
+                continue
+            numbers.append(number)
+    return Roster(tuple(names), tuple(numbers))
+
+
 class PolicyError(Exception):
     """One or more policy files are invalid. ``problems`` holds one line each:
     ``policies/address_book.toml:12: email[2].address: not a valid e-mail address …``."""
@@ -366,6 +420,7 @@ def load(directory: Path) -> Policy:
         raise PolicyError([f"{directory}: policy directory not found (MAILGUARD_POLICIES_DIR)"])
     problems: list[str] = []
     parsed: dict[str, _Strict] = {}
+    roster = load_roster(directory / ROSTER_FILE, problems) if (directory / ROSTER_FILE).exists() else None
     for path in sorted(directory.glob("*.toml")):
         if path.name not in FILES:
             problems.append(f"{path}: unknown policy file (expected one of: {', '.join(FILES)})")
@@ -383,6 +438,7 @@ def load(directory: Path) -> Policy:
         parsed.get("address_book.toml", AddressBookFile()),
         parsed.get("decision.toml", DecisionFile()),
         parsed.get("fax.toml", FaxFile()),
+        roster,
     )
 
 
@@ -452,7 +508,8 @@ def locate(text: str, loc: tuple) -> int | None:
 
 def _signature(directory: Path) -> tuple:
     try:
-        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in directory.glob("*.toml")))
+        files = [*directory.glob("*.toml"), *directory.glob(ROSTER_FILE)]
+        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
     except OSError:
         return ()
 

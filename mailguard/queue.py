@@ -222,7 +222,8 @@ class QueueManager:
         if message.origin is not Origin.SMTP:   # our own DSNs and notices go straight out
             verdict = Verdict(Action.DELIVER, None, ())
         else:
-            content = await self.content.scan(message.content, message.queue_id) \
+            roster = (policy.roster.names, policy.roster.insured_numbers)
+            content = await self.content.scan(message.content, message.queue_id, roster) \
                 if goes_outside(message, policy) else None
             try:
                 findings = inspect(message, policy, facts, content)

@@ -246,3 +246,26 @@ async def test_a_scan_past_the_time_limit_is_unscannable_and_the_pool_recovers()
         assert (await inspector.scan(message("高橋 次郎 様 糖尿病"))).level == "sensitive"   # a new worker
     finally:
         inspector.close()
+
+
+def test_roster_names_and_numbers_are_found_exactly(tmp_path):
+    from mailguard import policy as policy_mod
+
+    (tmp_path / "roster.csv").write_bytes("氏名,被保険者番号\r\n小林 ハル,0987654321\r\n".encode("cp932"))
+    problems: list[str] = []
+    roster = policy_mod.load_roster(tmp_path / "roster.csv", problems)
+    assert problems == [] and roster.names == ("小林ハル",)
+    # Sudachi alone would not take a lone given name in katakana for a person: the roster does.
+    report = scan(message("小林　ハル の件でご相談です。"), roster=(roster.names, roster.insured_numbers))
+    assert report.level == "personal" and "roster" in kinds(report)
+    report = scan(message("番号 0987654321 の方は転倒がありました。"), roster=(roster.names, roster.insured_numbers))
+    assert report.level == "sensitive"
+
+
+def test_a_broken_roster_is_reported_with_file_and_line(tmp_path):
+    from mailguard import policy as policy_mod
+
+    (tmp_path / "roster.csv").write_text("氏名,被保険者番号\n山田 花子,12345\n", encoding="utf-8")
+    problems: list[str] = []
+    policy_mod.load_roster(tmp_path / "roster.csv", problems)
+    assert problems == [f"{tmp_path / 'roster.csv'}:2: 被保険者番号: not 10 digits"]

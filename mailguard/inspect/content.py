@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..model import Finding, Severity
-from .detect import Detection, detect
+from .detect import Detection, detect, detectors_for
 from .extract import Extraction, Limits, Unscannable, extract_message
 
 log = logging.getLogger("mailguard.inspect.content")
@@ -95,12 +95,16 @@ def summary(detections: tuple[Detection, ...]) -> str:
     return "、".join(f"{label} {n}件 ({example[label]})" for label, n in counts.most_common())
 
 
-def scan(raw: bytes, limits: Limits = Limits()) -> ContentReport:
-    """Extract, detect and classify. Pure and CPU-bound: run it in a worker process."""
+def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> ContentReport:
+    """Extract, detect and classify. Pure and CPU-bound: run it in a worker process.
+
+    ``roster``: (names, insured numbers) from policies/roster.csv, found exactly.
+    """
     extraction: Extraction = extract_message(raw, limits)
+    detectors = detectors_for(roster)
     groups: dict[str, list[Detection]] = {}
     for part in extraction.parts:
-        groups.setdefault(part.attachment or BODY, []).extend(detect(part.text))
+        groups.setdefault(part.attachment or BODY, []).extend(detect(part.text, detectors))
     parts = tuple(PartReport(name, classify(found), tuple(found)) for name, found in groups.items())
     everything = [d for found in groups.values() for d in found]
     return ContentReport(classify(everything), parts, tuple(extraction.unscannable), tuple(extraction.attachments))
@@ -123,8 +127,8 @@ class ContentInspector:
         self._pool = pebble.ProcessPool(max_workers=workers, max_tasks=500,
                                         context=multiprocessing.get_context("spawn"))
 
-    async def scan(self, raw: bytes, queue_id: str = "") -> ContentReport:
-        future = self._pool.schedule(scan, args=(raw, self.limits), timeout=self.limits.seconds)
+    async def scan(self, raw: bytes, queue_id: str = "", roster: tuple = ((), ())) -> ContentReport:
+        future = self._pool.schedule(scan, args=(raw, self.limits, roster), timeout=self.limits.seconds)
         try:
             return await asyncio.wrap_future(future)
         except concurrent.futures.TimeoutError:

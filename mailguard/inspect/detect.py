@@ -303,6 +303,23 @@ class PersonName(Detector):
                     yield chunk_start + m.begin(), chunk_start + nxt.end(), m.surface() + nxt.surface(), 0.5
 
 
+class RosterMatch(Detector):
+    """Residents from the roster (policies/roster.csv), matched exactly: the most precise
+    detector there is. Names match with or without spaces between their parts."""
+
+    kind, label = "roster", "利用者名簿の氏名・番号"
+
+    def __init__(self, names: tuple[str, ...], numbers: tuple[str, ...]):
+        parts = [r"\s*".join(map(re.escape, name)) for name in sorted(names, key=len, reverse=True)]
+        parts += [rf"(?<!\d){re.escape(n)}(?!\d)" for n in numbers]
+        self._regex = re.compile("|".join(parts)) if parts else None
+
+    def candidates(self, text: str):
+        if self._regex is not None:
+            for match in self._regex.finditer(text):
+                yield match.start(), match.end(), match.group(0), 1.0
+
+
 @functools.lru_cache(maxsize=1)
 def _sudachi():
     from sudachipy import Dictionary, SplitMode
@@ -320,6 +337,12 @@ DETECTORS: tuple[Detector, ...] = (
 def normalise(text: str) -> str:
     """NFKC (full-width digits and letters become ASCII), so patterns see one form."""
     return unicodedata.normalize("NFKC", text)
+
+
+@functools.lru_cache(maxsize=4)
+def detectors_for(roster: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> tuple[Detector, ...]:
+    """The detectors, the roster first (it wins overlapping spans)."""
+    return ((RosterMatch(*roster),) if roster[0] or roster[1] else ()) + DETECTORS
 
 
 def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Detection]:
