@@ -27,6 +27,7 @@ def test_care_plan_xlsx_is_sensitive():
     report = scan(message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(),
                                         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]))
     assert report.level == "sensitive" and report.level_of("ケアプラン.xlsx") == "sensitive"
+    assert "(場所: シート 居宅サービス計画書)" in report.findings()[0].text
     assert {"person_name", "birth_date", "care_level", "care_insured_number", "disease", "disability"} <= kinds(report)
 
 
@@ -40,6 +41,7 @@ def test_assessment_docx_is_sensitive():
 def test_referral_pdf_with_japanese_cid_fonts_is_sensitive():
     report = scan(message(attachments=[("紹介状.pdf", referral_pdf(), "application/pdf")]))
     assert report.level_of("紹介状.pdf") == "sensitive"
+    assert "(場所: 1ページ)" in report.findings()[0].text
     assert {"person_name", "birth_date", "disease", "care_level"} <= kinds(report)
 
 

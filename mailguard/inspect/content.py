@@ -53,6 +53,7 @@ class PartReport:
     name: str                        # BODY or the attachment's file name
     level: str
     detections: tuple[Detection, ...]
+    places: tuple[str, ...] = ()     # where inside it: "2ページ", "シート 計画", "› 中の.docx"
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class ContentReport:
                 "sensitive_data" if sensitive else "personal_data",
                 Severity.HIGH if sensitive else Severity.MEDIUM, part.name,
                 f"{'本文' if part.name == BODY else '添付ファイル ' + part.name} に{what}が含まれています: "
-                f"{summary(part.detections)}",
+                f"{summary(part.detections)}" + (f" (場所: {'、'.join(part.places[:5])})" if part.places else ""),
             ))
         for item in self.unscannable:
             findings.append(Finding(
@@ -103,11 +104,24 @@ def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> Con
     extraction: Extraction = extract_message(raw, limits)
     detectors = detectors_for(roster)
     groups: dict[str, list[Detection]] = {}
+    places: dict[str, list[str]] = {}
     for part in extraction.parts:
-        groups.setdefault(part.attachment or BODY, []).extend(detect(part.text, detectors))
-    parts = tuple(PartReport(name, classify(found), tuple(found)) for name, found in groups.items())
+        name = part.attachment or BODY
+        found = detect(part.text, detectors)
+        groups.setdefault(name, []).extend(found)
+        place = _place(part.where, name)
+        if found and place and place not in places.setdefault(name, []):
+            places[name].append(place)
+    parts = tuple(PartReport(name, classify(found), tuple(found), tuple(places.get(name, ())))
+                  for name, found in groups.items())
     everything = [d for found in groups.values() for d in found]
     return ContentReport(classify(everything), parts, tuple(extraction.unscannable), tuple(extraction.attachments))
+
+
+def _place(where: str, name: str) -> str:
+    """The part of ``where`` below the attachment: "添付 a.xlsx シート 計画" → "シート 計画"."""
+    head = f"添付 {name}"
+    return where.split(head, 1)[1].strip() if head in where else ""
 
 
 def _warm() -> bool:
