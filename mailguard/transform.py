@@ -37,6 +37,7 @@ from html import escape
 import pyzipper
 
 from .inspect import encryption_targets, fax
+from .inspect.extract import attachment_name
 from .inspect.content import ContentReport
 from .model import Envelope, Origin, QueuedMessage, Submission, Verdict, new_queue_id
 from .policy import Policy
@@ -113,16 +114,26 @@ def encrypt_attachments(raw: bytes, names: list[str], password: str, archive_nam
     msg: EmailMessage = message_from_bytes(raw, policy=default)
     files: list[tuple[str, bytes]] = []
     for part in list(msg.walk()):
-        if not part.is_multipart():
+        if not part.is_multipart() or part.get_content_type() == "message/rfc822":
             continue
         kept = []
         for child in part.get_payload():
-            name = child.get_filename()
-            if name in names and not child.is_multipart():
-                files.append((name, child.get_payload(decode=True) or b""))
+            name = attachment_name(child)
+            if name in names:
+                if child.get_content_type() == "message/rfc822":   # a forwarded message, whole
+                    data = child.get_payload(0).as_bytes(policy=SMTP)
+                    name = name if name.lower().endswith(".eml") else name + ".eml"
+                else:
+                    data = child.get_payload(decode=True) or b""
+                files.append((name, data))
             else:
                 kept.append(child)
         part.set_payload(kept)
+    found = {n for n, _ in files} | {n.removesuffix(".eml") for n, _ in files}
+    missing = set(names) - found
+    if missing:
+        # Never send in the clear what had to be encrypted: the caller holds the message.
+        raise ValueError(f"attachments to encrypt not found: {sorted(missing)}")
     archive = io.BytesIO()
     with pyzipper.AESZipFile(archive, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
         zf.setpassword(password.encode())

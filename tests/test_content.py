@@ -271,3 +271,52 @@ def test_a_broken_roster_is_reported_with_file_and_line(tmp_path):
     problems: list[str] = []
     policy_mod.load_roster(tmp_path / "roster.csv", problems)
     assert problems == [f"{tmp_path / 'roster.csv'}:2: 被保険者番号: not 10 digits"]
+
+
+def test_a_forwarded_message_is_its_own_part_and_counts_toward_the_depth():
+    from email.message import EmailMessage
+
+    inner = message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)])
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: 送付"
+    outer.set_content("転送します。")
+    from email import message_from_bytes
+    from email.policy import default
+
+    outer.add_attachment(message_from_bytes(inner, policy=default), filename="送付.eml")
+    report = scan(outer.as_bytes(policy=SMTP))
+    assert report.attachments == ("送付.eml",)
+    assert report.level_of("送付.eml") == "sensitive" and report.level_of("本文") == "none"
+
+
+def test_encryption_refuses_to_send_in_the_clear_what_it_cannot_find():
+    from mailguard.transform import encrypt_attachments
+
+    raw = message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)])
+    with pytest.raises(ValueError, match="not found"):
+        encrypt_attachments(raw, ["別の名前.xlsx"], "password-123", "a.zip", how="")
+
+
+def test_a_forwarded_message_with_personal_data_is_encrypted_whole():
+    from email import message_from_bytes
+    from email.message import EmailMessage
+    from email.policy import default
+
+    import pyzipper
+
+    from mailguard.transform import encrypt_attachments
+
+    plan = care_plan_xlsx()
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: 送付"
+    outer.set_content("転送します。")
+    outer.add_attachment(message_from_bytes(message(attachments=[("ケアプラン.xlsx", plan, XLSX)]),
+                                            policy=default), filename="送付.eml")
+    out = message_from_bytes(encrypt_attachments(outer.as_bytes(policy=SMTP), ["送付.eml"], "password-123",
+                                                 "a.zip", how=""), policy=default)
+    [archive] = list(out.iter_attachments())
+    with pyzipper.AESZipFile(io.BytesIO(archive.get_payload(decode=True))) as zf:
+        zf.setpassword(b"password-123")
+        inner = message_from_bytes(zf.read("送付.eml"), policy=default)
+    [xlsx] = list(inner.iter_attachments())
+    assert xlsx.get_filename() == "ケアプラン.xlsx" and xlsx.get_payload(decode=True) == plan

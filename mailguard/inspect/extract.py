@@ -94,33 +94,43 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
 def _walk(msg: Message, prefix: str, attachment: str | None, depth: int, budget: _Budget, out: Extraction) -> None:
     if depth > budget.limits.max_depth:
         raise LimitExceeded(f"入れ子が深すぎます (上限 {budget.limits.max_depth} 階層)")
-    for name in ("Subject",):
-        if msg.get(name):
-            out.parts.append(TextPart(f"{prefix}件名", budget.take(_header_text(msg[name])), attachment))
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
-        filename = part.get_filename()
-        if filename:
-            filename = _header_text(filename)
-        ctype = part.get_content_type()
-        payload = part.get_payload(decode=True)
-        if payload is None:
-            if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
-                inner = part.get_payload()[0]
-                _walk(inner, f"{prefix}転送メール › ", attachment or "転送メール", depth + 1, budget, out)
-            continue
-        if filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
-            name = filename or f"(名前なし {ctype})"
-            top = attachment or name
-            if attachment is None:
-                out.attachments.append(name)
-            extract_file(name, payload, ctype, f"{prefix}添付 {name}", top, depth + 1, budget, out)
-        else:
-            text = _decode(payload, part.get_content_charset())
-            if ctype == "text/html":
-                text = html_text(text)
-            out.parts.append(TextPart(f"{prefix}本文", budget.take(text), attachment))
+    if msg.get("Subject"):
+        out.parts.append(TextPart(f"{prefix}件名", budget.take(_header_text(msg["Subject"])), attachment))
+    _visit(msg, prefix, attachment, depth, budget, out)
+
+
+def _visit(part: Message, prefix: str, attachment: str | None, depth: int, budget: _Budget, out: Extraction) -> None:
+    """One MIME node: a forwarded message is its own (deeper) message, not our body."""
+    ctype = part.get_content_type()
+    if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
+        name = attachment_name(part) or "転送メール"
+        if attachment is None:
+            out.attachments.append(name)
+        _walk(part.get_payload()[0], f"{prefix}添付 {name} › ", attachment or name, depth + 1, budget, out)
+        return
+    if part.is_multipart():
+        for child in part.get_payload():
+            _visit(child, prefix, attachment, depth, budget, out)
+        return
+    filename = attachment_name(part)
+    payload = part.get_payload(decode=True) or b""
+    if filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
+        name = filename or f"(名前なし {ctype})"
+        if attachment is None:
+            out.attachments.append(name)
+        extract_file(name, payload, ctype, f"{prefix}添付 {name}", attachment or name, depth + 1, budget, out)
+    else:
+        text = _decode(payload, part.get_content_charset())
+        if ctype == "text/html":
+            text = html_text(text)
+        out.parts.append(TextPart(f"{prefix}本文", budget.take(text), attachment))
+
+
+def attachment_name(part: Message) -> str | None:
+    """A part's file name, decoded (RFC 2231, and the RFC 2047 words Japanese mailers use).
+    The transform stage finds attachments by this same name."""
+    filename = part.get_filename()
+    return _header_text(filename) if filename else None
 
 
 def _header_text(value) -> str:
