@@ -54,6 +54,7 @@ mkdir -p "$WORK/mg"
   exec "$PYTHON" -m mailguard serve) >"$WORK/mg/serve.log" 2>&1 &
 pids+=($!)
 wait_port $MG_PORT
+sleep 5   # steady state: let the content-inspection workers finish starting (imports, dictionaries)
 
 mg_delivered() {
   "$PYTHON" - "$WORK/mg/var/mailguard.sqlite3" <<'EOF'
