@@ -32,6 +32,47 @@ async def _watch_policies(policies: PolicyWatcher, interval: float) -> None:
             log.exception("policy watcher failed; previous policy stays in force")
 
 
+class _ConsoleServer:
+    """uvicorn on our loop; it must not take over SIGTERM/SIGINT, which ``serve`` owns."""
+
+    def __new__(cls, config):
+        import contextlib
+
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                yield
+
+        return Server(config)
+
+
+async def _start_console(settings: Settings, store: Store, policies: PolicyWatcher):
+    """The review console on MAILGUARD_WEB_LISTEN (HTTPS with MAILGUARD_TLS_CERT); None when unset."""
+    if settings.web_listen is None:
+        return None
+    import uvicorn
+
+    from .console.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, store, policies), host=settings.web_listen.host, port=settings.web_listen.port,
+        log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+    )
+    console = _ConsoleServer(config)
+    task = asyncio.create_task(console.serve())
+    while not console.started:
+        if task.done():   # it could not start (port in use): fail loudly like the SMTP listener
+            task.result()
+            raise OSError(f"console could not listen on {settings.web_listen}")
+        await asyncio.sleep(0.05)
+    log.info("console on http%s://%s/", "s" if settings.tls_cert else "", settings.web_listen)
+    return console
+
+
 async def serve(settings: Settings) -> None:
     store = Store(settings.db_path)
     for queue_id in store.recover():
@@ -46,6 +87,8 @@ async def serve(settings: Settings) -> None:
              settings.smtp_listen, "on" if settings.tls_cert else "off",
              settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
 
+    console = await _start_console(settings, store, policies)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,6 +100,8 @@ async def serve(settings: Settings) -> None:
     finally:
         log.info("stopping")
         server.close()
+        if console is not None:
+            console.should_exit = True
         await qmgr.stop()
         for task in tasks:
             task.cancel()

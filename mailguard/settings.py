@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     # Listener for staff clients, multifunction printers and FAX gateways.
     smtp_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 2525)
+    # Review console (web). Empty: no console. HTTPS with MAILGUARD_TLS_CERT when set.
+    web_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8025)
     # Name used in the greeting, in Received: headers, in EHLO to the upstream and in DSNs.
     hostname: str = Field(default_factory=socket.getfqdn)
     data_dir: Path = Path("./var")
@@ -137,7 +139,7 @@ class Settings(BaseSettings):
     def _parse_listen(cls, value: object) -> object:
         return _host_port(value)
 
-    @field_validator("upstream", mode="before")
+    @field_validator("upstream", "web_listen", mode="before")
     @classmethod
     def _parse_upstream(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and not value.strip()):

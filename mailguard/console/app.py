@@ -1,0 +1,196 @@
+"""The review console: staff cancel or send now, managers approve or reject.
+
+Served by ``mailguard serve`` on MAILGUARD_WEB_LISTEN, in the same process and on
+the same store as the relay (FastAPI, server-rendered Jinja2 pages, no JavaScript).
+Japanese throughout; readable on a phone.
+
+Who sees what: staff see and act on their own messages only (sent as their
+authenticated user or from one of their addresses); managers and admins see all
+and approve or reject held messages, with a required comment. Every action goes
+through ``queue.act`` and is in the send log as ``web:<user>``.
+
+Safety: everything a message contains is escaped (Jinja2 autoescape) and bodies
+are shown as plain text only, so no markup, script or remote content from a
+message ever reaches the browser. Sessions, CSRF and login throttling: ``security``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from ..inspect.extract import attachment_name, html_text
+from ..model import FINAL_STATES, QueuedMessage, State
+from ..policy import PolicyWatcher
+from ..queue import act
+from ..settings import Settings
+from ..store import Store, TransitionError
+from ..users import User, authenticate
+from .security import (SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token,
+                       session_key)
+
+HERE = Path(__file__).parent
+
+STATE_LABELS = {
+    State.INCOMING: "検査中", State.DELAYED: "保留中 (送信待ち)", State.AWAITING_APPROVAL: "承認待ち",
+    State.READY: "送信準備中", State.DELIVERING: "送信中", State.DEFERRED: "再送待ち",
+    State.DELIVERED: "送信済み", State.CANCELLED: "取り消し済み", State.REJECTED: "却下",
+    State.BOUNCED: "不達",
+}
+ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今すぐ送信します", "approve": "承認しました",
+                 "reject": "却下しました (送信者に通知します)"}
+
+
+def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> FastAPI:
+    app = FastAPI(title="mailguard console", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(state_label=STATE_LABELS, when=lambda ts: _when(ts, settings),
+                                 recipient_label={"pending": "未送信", "delivered": "送信済み", "bounced": "不達"})
+    throttle = LoginThrottle()
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SessionMiddleware, secret_key=session_key(settings.data_dir),
+                       session_cookie="mailguard_session", max_age=SESSION_SECONDS, same_site="strict",
+                       https_only=settings.tls_cert is not None)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def current_user(request: Request) -> User | None:
+        username = request.session.get("user")
+        row = store.get_user(username) if username else None
+        if row is None or row["disabled"]:
+            return None
+        return User(row["username"], row["role"], tuple(row["addresses"]))
+
+    def page(request: Request, name: str, user: User | None, status: int = 200, **context) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"user": user, "csrf": csrf_token(request), **context},
+                                          status_code=status)
+
+    def may_see(user: User, message: QueuedMessage) -> bool:
+        return user.role in ("manager", "admin") or message.auth_user == user.username \
+            or user.owns(message.envelope.mail_from)
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request):
+        return page(request, "login.html", None)
+
+    @app.post("/login")
+    async def login(request: Request, username: str = Form(""), password: str = Form(""),
+                    csrf_token_field: str = Form("", alias="csrf_token")):
+        if not csrf_ok(request, csrf_token_field):
+            raise HTTPException(403, "CSRF token missing or wrong")
+        client = request.client.host if request.client else "-"
+        keys = (f"user:{username.lower()}", f"ip:{client}")
+        if throttle.locked(*keys):
+            return page(request, "login.html", None, 429,
+                        error="ログインの失敗が続いたため、しばらくログインできません。15分後にお試しください。")
+        user = await asyncio.to_thread(authenticate, store, username, password)
+        if user is None:
+            throttle.failed(*keys)
+            await asyncio.sleep(1.0)
+            return page(request, "login.html", None, 401, error="ユーザー名またはパスワードが違います。")
+        throttle.succeeded(*keys)
+        request.session.clear()
+        request.session.update({"user": user.username, "csrf": None})
+        csrf_token(request)   # a fresh token for the new session
+        return RedirectResponse("/", status_code=303)
+
+    @app.post("/logout")
+    async def logout(request: Request, csrf_token_field: str = Form("", alias="csrf_token")):
+        if not csrf_ok(request, csrf_token_field):
+            raise HTTPException(403, "CSRF token missing or wrong")
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def overview(request: Request, state: str = "", reason: str = "", sender: str = "", older: int = 0):
+        user = current_user(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        manager = user.role in ("manager", "admin")
+        if state and state in State.__members__.values():
+            states = [State(state)]
+        else:
+            states = [State.AWAITING_APPROVAL] if manager and not state else [s for s in State if s not in FINAL_STATES]
+        messages = await asyncio.to_thread(store.list, states, sender=sender or None)
+        messages = [m for m in messages if may_see(user, m)]
+        if reason:
+            messages = [m for m in messages if any(f.code == reason for f in m.findings)]
+        if older:
+            messages = [m for m in messages if time.time() - m.received_at >= older * 3600]
+        return page(request, "list.html", user, messages=messages, manager=manager, now=time.time(),
+                    filters={"state": state, "reason": reason, "sender": sender, "older": older},
+                    states=STATE_LABELS, reasons=sorted({f.code for m in messages for f in m.findings}),
+                    allow_send_now=policies.current.hold.allow_send_now)
+
+    @app.get("/messages/{queue_id}", response_class=HTMLResponse)
+    async def show(request: Request, queue_id: str, done: str = ""):
+        user = current_user(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        message = await asyncio.to_thread(store.get, queue_id, content=True)
+        if message is None or not may_see(user, message):
+            raise HTTPException(404, "not found")     # another's message: as if it did not exist
+        return page(request, "message.html", user, m=message, view=_view(message),
+                    manager=user.role in ("manager", "admin"), own=message.auth_user == user.username
+                    or user.owns(message.envelope.mail_from), done=ACTION_LABELS.get(done, ""),
+                    allow_send_now=policies.current.hold.allow_send_now)
+
+    @app.post("/messages/{queue_id}/{action}")
+    async def do(request: Request, queue_id: str, action: str, comment: str = Form(""),
+                 csrf_token_field: str = Form("", alias="csrf_token")):
+        if not csrf_ok(request, csrf_token_field):
+            raise HTTPException(403, "CSRF token missing or wrong")
+        user = current_user(request)
+        if user is None:
+            raise HTTPException(401, "login required")
+        message = await asyncio.to_thread(store.get, queue_id)
+        if message is None or not may_see(user, message):
+            raise HTTPException(404, "not found")
+        manager = user.role in ("manager", "admin")
+        allowed = {"cancel": True, "release": manager or policies.current.hold.allow_send_now,
+                   "approve": manager, "reject": manager}
+        if not allowed.get(action, False):
+            raise HTTPException(403, "not allowed")
+        if action == "reject" and not comment.strip():
+            full = await asyncio.to_thread(store.get, queue_id, content=True)
+            return page(request, "message.html", user, 400, m=full, view=_view(full), manager=manager,
+                        own=may_see(user, full), error="却下の理由を入力してください。",
+                        allow_send_now=policies.current.hold.allow_send_now)
+        try:
+            await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment.strip())
+        except TransitionError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)
+
+    return app
+
+
+def _when(ts: float | None, settings: Settings) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, settings.zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _view(message: QueuedMessage) -> dict:
+    """What the page shows of a message: decoded headers, the body as text, attachment names."""
+    try:
+        parsed = message_from_bytes(message.content or b"", policy=default)
+        headers = [(name, str(parsed.get(name, ""))) for name in ("From", "To", "Cc", "Subject", "Date")
+                   if parsed.get(name)]
+        body = parsed.get_body(preferencelist=("plain", "html"))
+        text = ""
+        if body is not None:
+            text = body.get_content()
+            if body.get_content_type() == "text/html":
+                text = html_text(text)   # shown as text: no markup from a message reaches the page
+        attachments = [attachment_name(p) or "(名前なし)" for p in parsed.iter_attachments()]
+    except Exception:   # a malformed message is still reviewable from its envelope
+        headers, text, attachments = [], "(本文を表示できません)", []
+    return {"headers": headers, "body": text[:100_000], "attachments": attachments}

@@ -1,0 +1,176 @@
+"""The review console in a real headless Chromium (Debian's chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, send, send_raw, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+OTHER_STAFF = f"hanako@{INTERNAL}"
+PASSWORDS = {"boss": "manager-password-1", "taro": "staff-password-1", "hanako": "staff-password-2"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console(make_relay):
+    web = free_port()
+    relay = make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}", MAILGUARD_HOLD_DELAY="600")
+    for name, role, address in (("boss", "manager", f"boss@{INTERNAL}"), ("taro", "staff", STAFF),
+                                ("hanako", "staff", OTHER_STAFF)):
+        relay.cli("user", "add", name, "--role", role, "--address", address, "--password-stdin",
+                  input=PASSWORDS[name] + "\n")
+    relay.start()
+    wait_for(lambda: _listening(web), what="console listening")
+    relay.web = f"http://127.0.0.1:{web}"
+    return relay
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP")   # a phone
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
+def login(page, relay, user: str) -> None:
+    page.goto(relay.web + "/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORDS[user])
+    page.click("button[type=submit]")
+    page.wait_for_url(relay.web + "/")
+
+
+def test_manager_approves_a_held_message_and_it_arrives(console, upstream, page):
+    queue_id = send(console, [UNREGISTERED], subject="退院前カンファレンスのご案内")
+    assert console.wait_decided(queue_id) == "awaiting_approval"
+    login(page, console, "boss")
+    page.click("text=退院前カンファレンスのご案内")
+    assert "承認待ち" in page.inner_text("p.state")
+    assert "アドレス帳に登録されていない" in page.inner_text("section.findings")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "approval-page.png"), full_page=True)
+    page.fill("form[action$='/approve'] input[name=comment]", "電話で宛先を確認しました")
+    page.click("button.approve")
+    assert "承認しました" in page.inner_text("p.done")
+    upstream.wait_to(UNREGISTERED, timeout=5)
+    log = console.cli("log", "--queue-id", queue_id).stdout
+    assert "approved by web:boss" in log and "電話で宛先を確認しました" in log
+
+
+def test_manager_must_give_a_reason_to_reject(console, upstream, page):
+    queue_id = send(console, [UNREGISTERED], subject="要確認")
+    console.wait_decided(queue_id)
+    login(page, console, "boss")
+    page.goto(f"{console.web}/messages/{queue_id}")
+    page.fill("form[action$='/reject'] input[name=comment]", "宛先が違います")
+    page.click("button.reject")
+    assert "却下しました" in page.inner_text("p.done")
+    [notice] = upstream.wait_to(STAFF)
+    assert "宛先が違います" in notice.message.get_body(("plain",)).get_content()
+
+
+def test_staff_cancels_their_own_message_and_cannot_touch_anothers(console, upstream, page):
+    mine = send(console, [REGISTERED], subject="自分のメール")
+    theirs = send(console, [REGISTERED], sender=OTHER_STAFF, subject="花子さんのメール")
+    console.wait_decided(mine), console.wait_decided(theirs)
+    login(page, console, "taro")
+    listing = page.inner_text("ul.messages")
+    assert "自分のメール" in listing and "花子さんのメール" not in listing
+    assert "あと約" in listing                                   # remaining delay shown
+    page.click("text=自分のメール")
+    page.click("button.cancel")
+    assert "送信を取り消しました" in page.inner_text("p.done")
+    assert console.state(mine) == "cancelled"
+    # Another's message: not visible, not actionable, as if it did not exist.
+    assert page.goto(f"{console.web}/messages/{theirs}").status == 404
+    page.goto(console.web + "/")
+    token = page.input_value("form[action='/logout'] input[name=csrf_token]")
+    response = page.request.post(f"{console.web}/messages/{theirs}/cancel", form={"csrf_token": token})
+    assert response.status == 404
+    assert console.state(theirs) == "delayed"
+    time.sleep(0.5)
+    assert upstream.messages == []
+
+
+def test_message_content_is_shown_inert(console, upstream, page):
+    raw = (
+        "From: staff@sakura-kaigo.example.jp\r\n"
+        f"To: {UNREGISTERED}\r\n"
+        "Subject: <script>alert('subject')</script>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        "<p>本文</p><img src=x onerror=alert('body')><script>alert('script')</script>"
+        "<a href=\"javascript:alert('link')\">click</a>\r\n"
+        "--b\r\nContent-Type: application/pdf\r\n"
+        "Content-Disposition: attachment; filename=\"\\\"><svg onload=alert('file')>.pdf\"\r\n\r\n"
+        "%PDF-1.4 broken\r\n--b--\r\n"
+    ).encode()
+    queue_id = send_raw(console, [UNREGISTERED], raw)
+    console.wait_decided(queue_id)
+    login(page, console, "boss")
+    page.goto(f"{console.web}/messages/{queue_id}")
+    page.wait_for_timeout(500)
+    assert page.dialogs == []                                     # nothing ran
+    assert "<script>alert('subject')</script>" in page.inner_text("h1.subject")
+    assert page.locator("img").count() == 0 and page.locator("svg").count() == 0
+    assert page.locator("main a[href^='javascript']").count() == 0
+    assert "本文" in page.inner_text("section.body pre")
+    assert "onload=alert('file')" in page.inner_text("section.attachments")
+    headers = page.request.get(f"{console.web}/messages/{queue_id}").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_a_post_without_the_csrf_token_is_refused(console, upstream, page):
+    queue_id = send(console, [UNREGISTERED])
+    console.wait_decided(queue_id)
+    login(page, console, "boss")
+    response = page.request.post(f"{console.web}/messages/{queue_id}/approve", form={"comment": "x"})
+    assert response.status == 403
+    wrong = page.request.post(f"{console.web}/messages/{queue_id}/approve",
+                              form={"comment": "x", "csrf_token": "forged"})
+    assert wrong.status == 403
+    assert console.state(queue_id) == "awaiting_approval"
+
+
+def test_repeated_wrong_passwords_lock_the_login(console, page):
+    page.goto(console.web + "/login")
+    for _ in range(5):
+        page.fill("input[name=username]", "boss")
+        page.fill("input[name=password]", "wrong password")
+        page.click("button[type=submit]")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", PASSWORDS["boss"])   # even the right one, for now
+    page.click("button[type=submit]")
+    assert "しばらくログインできません" in page.inner_text("p.error")
+    assert "wrong password" not in console.log()
