@@ -27,7 +27,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 import idna
 import phonenumbers
@@ -504,6 +504,36 @@ def locate(text: str, loc: tuple) -> int | None:
         if key.match(lines[n]):
             return n + 1
     return start + 1
+
+
+def update_file(directory: Path, name: str, change: Callable[["tomlkit.TOMLDocument"], None]) -> None:
+    """Change one policy file the way an admin would: comments and layout kept (tomlkit),
+    the whole policy validated with the change before anything is written, then an
+    atomic replace (the running relay picks it up like a hand edit).
+
+    Raises PolicyError (naming the real file) when the change would break the policy.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import tomlkit
+
+    path = directory / name
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    change(document)
+    text = tomlkit.dumps(document)
+    with tempfile.TemporaryDirectory() as scratch:
+        for existing in [*directory.glob("*.toml"), *directory.glob(ROSTER_FILE)]:
+            shutil.copy2(existing, scratch)
+        Path(scratch, name).write_text(text, encoding="utf-8")
+        try:
+            load(Path(scratch))
+        except PolicyError as exc:
+            raise PolicyError([p.replace(scratch, str(directory)) for p in exc.problems]) from None
+    temporary = path.with_name(f".{name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _signature(directory: Path) -> tuple:

@@ -458,6 +458,11 @@ class Store:
                                  "recover")
         return ids
 
+    def record_admin(self, event: str, actor: str, detail: dict) -> None:
+        """An administrative change (a policy edit) in the send log; never a secret."""
+        with self._write() as conn:
+            record.append(conn, LogEntry(event=event, queue_id=None, actor=actor, detail=detail))
+
     # --- users ------------------------------------------------------------------------
 
     def add_user(self, username: str, password_hash: str, role: str, addresses: list[str], actor: str) -> None:

@@ -174,3 +174,69 @@ def test_repeated_wrong_passwords_lock_the_login(console, page):
     page.click("button[type=submit]")
     assert "しばらくログインできません" in page.inner_text("p.error")
     assert "wrong password" not in console.log()
+
+
+@pytest.fixture
+def admin_console(console):
+    console.cli("user", "add", "kanri", "--role", "admin", "--address", f"kanri@{INTERNAL}", "--password-stdin",
+                input="admin-password-1\n")
+    PASSWORDS["kanri"] = "admin-password-1"
+    return console
+
+
+def test_admin_adds_a_fax_number_through_the_form_and_the_policy_file_changes(admin_console, upstream, page):
+    relay = admin_console
+    book = relay.policies / "address_book.toml"
+    before = book.read_text(encoding="utf-8")
+    login(page, relay, "kanri")
+    page.goto(relay.web + "/admin")
+    page.fill("#add-fax input[name=number]", "０６－６１２３－４５６７")      # as staff type it
+    page.fill("#add-fax input[name=organisation]", "北地域包括支援センター")
+    page.click("#add-fax button[type=submit]")
+    assert "FAXを登録しました" in page.inner_text("p.done")
+    assert "06-6123-4567 — 北地域包括支援センター" in page.inner_text("#fax-entries")
+    after = book.read_text(encoding="utf-8")
+    assert after.startswith(before.rstrip("\n")[:200]) and 'organisation = "北地域包括支援センター"' in after
+    assert "policy_changed by web:kanri" in relay.cli("log").stdout
+    # In force at once: a FAX to the new number is a registered one (only the hold applies).
+    queue_id = send(relay, ["0661234567@fax.sakura-kaigo.example.jp"])
+    assert relay.wait_decided(queue_id) == "delayed"
+
+
+def test_admin_form_errors_name_the_problem_and_change_nothing(admin_console, page):
+    relay = admin_console
+    book = relay.policies / "address_book.toml"
+    before = book.read_text(encoding="utf-8")
+    login(page, relay, "kanri")
+    page.goto(relay.web + "/admin")
+    page.fill("#add-fax input[name=number]", "12")
+    page.fill("#add-fax input[name=organisation]", "どこか")
+    page.click("#add-fax button[type=submit]")
+    assert "number" in page.inner_text("pre.error") and "address_book.toml" in page.inner_text("pre.error")
+    assert book.read_text(encoding="utf-8") == before
+
+
+def test_staff_cannot_reach_the_admin_pages(console, page):
+    login(page, console, "taro")
+    assert page.goto(console.web + "/admin").status == 403
+
+
+def test_a_crafted_link_cannot_put_text_on_the_admin_page(admin_console, page):
+    login(page, admin_console, "kanri")
+    page.goto(admin_console.web + "/admin?done=お知らせ:+パスワードを再入力してください&error=x")
+    assert page.locator("p.done").count() == 0 and page.locator("pre.error").count() == 0
+
+
+def test_outlook_csv_in_cp932_is_imported_and_exported(admin_console, page, tmp_path):
+    relay = admin_console
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_bytes("姓,名,電子メール アドレス,会社\r\n鈴木,次郎,suzuki@kita-houkatsu.example.jp,北地域包括支援センター\r\n"
+                         .encode("cp932"))
+    login(page, relay, "kanri")
+    page.goto(relay.web + "/admin")
+    page.set_input_files("input[type=file]", str(csv_file))
+    page.click("form[action='/admin/address-book/import'] button[type=submit]")
+    assert "1 件を取り込みました" in page.inner_text("p.done")
+    assert "suzuki@kita-houkatsu.example.jp — 北地域包括支援センター (鈴木 次郎)" in page.inner_text("#email-entries")
+    exported = page.request.get(relay.web + "/admin/address-book.csv?encoding=cp932").body().decode("cp932")
+    assert "鈴木 次郎,suzuki@kita-houkatsu.example.jp,北地域包括支援センター" in exported

@@ -36,6 +36,7 @@ from ..queue import act
 from ..settings import Settings
 from ..store import Store, TransitionError
 from ..users import User, authenticate
+from .admin import add_admin_routes
 from .security import (SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token,
                        session_key)
 
@@ -171,6 +172,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
             raise HTTPException(409, str(exc)) from None
         return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)
 
+    add_admin_routes(app, store, policies, page, current_user, csrf_ok)
     return app
 
 

@@ -1,0 +1,231 @@
+"""Admin pages: the address book (e-mail, domain and FAX entries), users, policy status.
+
+The files in policies/ stay the source of truth: every change is made to
+``address_book.toml`` through ``policy.update_file`` (comments kept, the whole
+policy validated first, atomic replace), taken into force at once, and recorded
+in the send log with the acting admin. Agreed keys are never shown or logged.
+
+CSV import and export speak Outlook's contact export (Japanese or English column
+names) in UTF-8 or CP932, the encoding Excel writes in Japan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import unicodedata
+
+import tomlkit
+from fastapi import FastAPI, Form, HTTPException, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+
+from ..policy import PolicyError, PolicyWatcher, fax_display, update_file
+from ..store import Store
+
+KINDS = {"email": ("address", "organisation", "name", "note"),
+         "domain": ("domain", "organisation", "note"),
+         "fax": ("number", "organisation", "name", "note")}
+KIND_LABELS = {"email": "メールアドレス", "domain": "ドメイン", "fax": "FAX"}
+# Outlook contact export columns (Japanese, then English) → our fields.
+OUTLOOK_COLUMNS = {
+    "address": ("電子メール アドレス", "電子メール アドレス 1", "E-mail Address"),
+    "organisation": ("会社", "会社名", "Company"),
+    "surname": ("姓", "Last Name"),
+    "given": ("名", "First Name"),
+    "name": ("名前", "表示名", "Display Name", "Name"),
+    "fax": ("会社 FAX", "勤務先 FAX", "Business Fax"),
+}
+
+
+def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, current_user, csrf_ok) -> None:
+    def admin(request: Request):
+        user = current_user(request)
+        if user is None:
+            raise HTTPException(401, "login required")
+        if user.role != "admin":
+            raise HTTPException(403, "admins only")
+        return user
+
+    def check(request: Request, token: str) -> None:
+        if not csrf_ok(request, token):
+            raise HTTPException(403, "CSRF token missing or wrong")
+
+    async def change(user, summary: dict, edit) -> str | None:
+        """Apply ``edit`` to address_book.toml; the error text, or None when it took effect."""
+        try:
+            await asyncio.to_thread(update_file, policies.directory, "address_book.toml", edit)
+        except PolicyError as exc:
+            return "\n".join(exc.problems)
+        await asyncio.to_thread(policies.refresh)
+        await asyncio.to_thread(store.record_admin, "policy_changed", f"web:{user.username}",
+                                {"file": "address_book.toml", **summary})
+        return None
+
+    @app.get("/admin")
+    async def overview(request: Request, q: str = ""):
+        user = current_user(request)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        admin(request)
+        flash = request.session.pop("flash", None) or {}   # set by the last action, shown once
+        return page(request, "admin.html", user, **_context(policies, store, q),
+                    done=flash.get("done", ""), error=flash.get("error", ""))
+
+    @app.post("/admin/address-book/add")
+    async def add(request: Request, kind: str = Form(...), csrf_token: str = Form(""),
+                  address: str = Form(""), domain: str = Form(""), number: str = Form(""),
+                  organisation: str = Form(""), name: str = Form(""), note: str = Form("")):
+        check(request, csrf_token)
+        user = admin(request)
+        if kind not in KINDS:
+            raise HTTPException(400, "unknown kind")
+        values = {"address": address, "domain": domain, "number": number, "organisation": organisation,
+                  "name": name, "note": note}
+        entry = {k: values[k].strip() for k in KINDS[kind] if values[k].strip()}
+
+        def edit(document):
+            if kind not in document:
+                document[kind] = tomlkit.aot()
+            document[kind].append(entry)
+
+        error = await change(user, {"action": "add", "kind": kind, "entry": entry}, edit)
+        return _back(request, done="" if error else f"{KIND_LABELS[kind]}を登録しました", error=error or "")
+
+    @app.post("/admin/address-book/delete")
+    async def delete(request: Request, kind: str = Form(...), index: int = Form(...), csrf_token: str = Form("")):
+        check(request, csrf_token)
+        user = admin(request)
+        removed = {}
+
+        def edit(document):
+            entries = document.get(kind)
+            if entries is None or not 0 <= index < len(entries):
+                raise PolicyError([f"{kind}[{index}]: no such entry (changed meanwhile?)"])
+            removed.update({k: str(v) for k, v in entries[index].items() if k != "key"})
+            del entries[index]
+
+        error = await change(user, {"action": "delete", "kind": kind, "entry": removed}, edit)
+        return _back(request, done="" if error else "削除しました", error=error or "")
+
+    @app.post("/admin/address-book/edit")
+    async def edit_entry(request: Request, kind: str = Form(...), index: int = Form(...),
+                         csrf_token: str = Form(""), organisation: str = Form(""), name: str = Form(""),
+                         note: str = Form("")):
+        check(request, csrf_token)
+        user = admin(request)
+        fields = {"organisation": organisation.strip(), "name": name.strip(), "note": note.strip()}
+
+        def edit(document):
+            entries = document.get(kind)
+            if entries is None or not 0 <= index < len(entries):
+                raise PolicyError([f"{kind}[{index}]: no such entry (changed meanwhile?)"])
+            for key, value in fields.items():
+                if key not in KINDS[kind]:
+                    continue
+                if value:
+                    entries[index][key] = value
+                elif key in entries[index] and key != "organisation":
+                    del entries[index][key]
+
+        error = await change(user, {"action": "edit", "kind": kind, "index": index, "fields": fields}, edit)
+        return _back(request, done="" if error else "変更しました", error=error or "")
+
+    @app.get("/admin/address-book.csv")
+    async def export(request: Request, encoding: str = "utf-8"):
+        admin(request)
+        if encoding not in ("utf-8", "cp932"):
+            raise HTTPException(400, "encoding must be utf-8 or cp932")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(["名前", "電子メール アドレス", "会社", "会社 FAX", "メモ"])
+        book = policies.current.address_book
+        for e in book.email:
+            writer.writerow([e.name, e.address, e.organisation, "", e.note])
+        for d in book.domain:
+            writer.writerow(["", "@" + d.domain, d.organisation, "", d.note])
+        for f in book.fax:
+            writer.writerow([f.name, "", f.organisation, fax_display(f.number), f.note])
+        data = out.getvalue().encode("utf-8-sig" if encoding == "utf-8" else "cp932", "replace")
+        return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
+                        headers={"Content-Disposition": 'attachment; filename="address_book.csv"'})
+
+    @app.post("/admin/address-book/import")
+    async def import_csv(request: Request, file: UploadFile, csrf_token: str = Form("")):
+        check(request, csrf_token)
+        user = admin(request)
+        try:
+            rows = parse_contacts(await file.read())
+        except ValueError as exc:
+            return _back(request, error=f"{file.filename}: {exc}")
+
+        def edit(document):
+            for kind, entry in rows:
+                if kind not in document:
+                    document[kind] = tomlkit.aot()
+                document[kind].append(entry)
+
+        error = await change(user, {"action": "import", "file": file.filename, "entries": len(rows)}, edit)
+        return _back(request, done="" if error else f"{len(rows)} 件を取り込みました", error=error or "")
+
+
+def parse_contacts(data: bytes) -> list[tuple[str, dict]]:
+    """Entries from an Outlook-style contact CSV (UTF-8 with or without BOM, or CP932).
+
+    Raises ValueError (Japanese) for an unreadable file or one without an address column.
+    """
+    for encoding in ("utf-8-sig", "cp932"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ValueError("UTF-8 でも Shift_JIS (CP932) でもありません")
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {field: next((c for c in names if c in (reader.fieldnames or [])), None)
+               for field, names in OUTLOOK_COLUMNS.items()}
+    if not columns["address"] and not columns["fax"]:
+        raise ValueError("「電子メール アドレス」(E-mail Address) の列がありません")
+    entries = []
+    for row in reader:
+        get = lambda field: unicodedata.normalize("NFKC", (row.get(columns[field]) or "") if columns[field] else "").strip()  # noqa: E731
+        name = get("name") or " ".join(p for p in (get("surname"), get("given")) if p)
+        organisation = get("organisation")
+        address = get("address")
+        if address.startswith("@"):
+            entries.append(("domain", {"domain": address[1:], "organisation": organisation or address[1:]}))
+        elif address:
+            entry = {"address": address, "organisation": organisation or address.rpartition("@")[2]}
+            if name:
+                entry["name"] = name
+            entries.append(("email", entry))
+        if get("fax"):
+            entries.append(("fax", {"number": get("fax"), "organisation": organisation or name or get("fax")}))
+    return entries
+
+
+def _back(request: Request, done: str = "", error: str = "") -> RedirectResponse:
+    """Back to /admin with the outcome kept in the session, never in the URL (where a
+    crafted link could put any text on an admin's page)."""
+    request.session["flash"] = {"done": done, "error": error}
+    return RedirectResponse("/admin", status_code=303)
+
+
+def _context(policies: PolicyWatcher, store: Store, q: str) -> dict:
+    book = policies.current.address_book
+    needle = unicodedata.normalize("NFKC", q).lower().strip()
+
+    def matches(*fields: str) -> bool:
+        return not needle or any(needle in unicodedata.normalize("NFKC", f or "").lower() for f in fields)
+
+    return {
+        "q": q,
+        "emails": [(i, e) for i, e in enumerate(book.email) if matches(e.address, e.organisation, e.name, e.note)],
+        "domains": [(i, d) for i, d in enumerate(book.domain) if matches(d.domain, d.organisation, d.note)],
+        "faxes": [(i, f, fax_display(f.number)) for i, f in enumerate(book.fax)
+                  if matches(f.number, fax_display(f.number), f.organisation, f.name, f.note)],
+        "users": store.list_users(),
+        "policy_errors": policies.errors,
+        "policy_dir": str(policies.directory),
+    }
