@@ -27,7 +27,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import idna
 import phonenumbers
@@ -156,6 +156,8 @@ class HoldSection(_Strict):
     delay_seconds: int | None = Field(default=None, ge=0, le=7 * 86400)
     # The sender may release a held message before its time ("send now").
     allow_send_now: bool = True
+    # Tell the sender by mail when a message is held, with a link to cancel it.
+    notify_sender: bool = True
 
 
 class OrganisationFile(_Strict):
@@ -506,7 +508,7 @@ def locate(text: str, loc: tuple) -> int | None:
     return start + 1
 
 
-def update_file(directory: Path, name: str, change: Callable[["tomlkit.TOMLDocument"], None]) -> None:
+def update_file(directory: Path, name: str, change: Callable[[Any], None]) -> None:
     """Change one policy file the way an admin would: comments and layout kept (tomlkit),
     the whole policy validated with the change before anything is written, then an
     atomic replace (the running relay picks it up like a hand edit).

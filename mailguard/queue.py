@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from . import dsn
+from . import dsn, notify
 from .decide import STATE_FOR, decide
 from .deliver import Attempt, Deliverer
 from .inspect import Facts, external_domains, goes_outside, inspect
@@ -102,13 +102,14 @@ def rejection_notice(message: QueuedMessage, comment: str, settings: Settings) -
 def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str, comment: str = "") -> QueuedMessage:
     """A person's action on a message (``release``, ``approve``, ``cancel``, ``reject``).
 
-    ``reject`` also queues a notice to the sender. Raises store.TransitionError.
+    ``reject`` and ``approve`` also queue a notice to the sender. Raises store.TransitionError.
     """
     notice = None
-    if action == "reject":
+    if action in ("reject", "approve"):
         message = store.get(queue_id, content=True)
         if message is not None and message.state in (State.DELAYED, State.AWAITING_APPROVAL):
-            notice = rejection_notice(message, comment, settings)
+            notice = rejection_notice(message, comment, settings) if action == "reject" \
+                else notify.approved(message, actor, comment, settings)
     return store.act(queue_id, action, actor, comment, notice=notice, lifetime=settings.queue_lifetime)
 
 
@@ -245,11 +246,18 @@ class QueueManager:
                                  "管理者が確認してください。")
                 verdict = Verdict(Action.APPROVAL, None, (failed, *verdict.findings))
         state = STATE_FOR[verdict.action]
-        notice = rejection_notice(message, "送信ポリシーにより送信を中止しました", self.settings) \
-            if state is State.REJECTED else transformed.notice
+        if state is State.REJECTED:
+            notices = [rejection_notice(message, "送信ポリシーにより送信を中止しました", self.settings)]
+        else:
+            notices = [transformed.notice]
+            if state in (State.DELAYED, State.AWAITING_APPROVAL) and policy.hold.notify_sender:
+                notices.append(notify.held(message, verdict, self.settings))
         await self.db.apply_verdict(message.queue_id, verdict, state, content=transformed.content,
                                     deliver_to=transformed.deliver_to, notes=transformed.notes,
-                                    notice=notice, lifetime=self.settings.queue_lifetime)
+                                    notices=tuple(n for n in notices if n is not None),
+                                    lifetime=self.settings.queue_lifetime)
+        if any(notices):
+            self.wake()   # the notices are incoming now
         log.info("%s: %s (%s)", message.queue_id, state,
                  ", ".join(f"{f.code}:{f.subject}" for f in verdict.findings) or "no findings")
         return state

@@ -66,8 +66,11 @@ async def _start_console(settings: Settings, store: Store, policies: PolicyWatch
     task = asyncio.create_task(console.serve())
     while not console.started:
         if task.done():   # it could not start (port in use): fail loudly like the SMTP listener
-            task.result()
-            raise OSError(f"console could not listen on {settings.web_listen}")
+            try:
+                task.result()
+            except (SystemExit, Exception):   # uvicorn exits the process on a bind error
+                pass
+            raise OSError(f"console could not listen on {settings.web_listen} (MAILGUARD_WEB_LISTEN)")
         await asyncio.sleep(0.05)
     log.info("console on http%s://%s/", "s" if settings.tls_cert else "", settings.web_listen)
     return console

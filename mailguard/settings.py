@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     smtp_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 2525)
     # Review console (web). Empty: no console. HTTPS with MAILGUARD_TLS_CERT when set.
     web_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8025)
+    # The console's address as staff reach it, for links in notices (e.g. https://mailguard.example.jp:8025).
+    # Empty: derived from MAILGUARD_WEB_LISTEN.
+    web_url: str = ""
     # Name used in the greeting, in Received: headers, in EHLO to the upstream and in DSNs.
     hostname: str = Field(default_factory=socket.getfqdn)
     data_dir: Path = Path("./var")
@@ -181,6 +184,14 @@ class Settings(BaseSettings):
         if self.upstream_password is not None and not self.upstream_username:
             raise ValueError("upstream_username: required when upstream_password is set")
         return self
+
+    @property
+    def console_url(self) -> str | None:
+        if self.web_url:
+            return self.web_url.rstrip("/")
+        if self.web_listen is None:
+            return None
+        return f"http{'s' if self.tls_cert else ''}://{self.web_listen}"
 
     @property
     def inspect_limits(self):

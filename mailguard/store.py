@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS recipients (
     PRIMARY KEY (queue_id, position)
 );
 CREATE INDEX IF NOT EXISTS recipients_address ON recipients(lower(address), status);
+CREATE TABLE IF NOT EXISTS used_tokens (
+    nonce   TEXT PRIMARY KEY,
+    used_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS users (
     username      TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
@@ -337,13 +341,14 @@ class Store:
 
     def apply_verdict(self, queue_id: str, verdict: Verdict, new_state: State, *,
                       content: bytes | None = None, deliver_to: dict[str, str] | None = None,
-                      notes: tuple[str, ...] = (), notice: Submission | None = None,
+                      notes: tuple[str, ...] = (), notices: tuple[Submission, ...] = (),
                       lifetime: float = 0, now: float | None = None) -> None:
         """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings.
 
         ``content`` replaces what will be delivered (the original is kept in
         ``original_content``); ``deliver_to`` maps recipients to the RCPT TO address
-        to use; ``notice`` (a DSN for a rejection) is queued in the same transaction.
+        to use; ``notices`` to the sender (a rejection DSN, the held notice, a generated
+        password) are queued in the same transaction.
         """
         now = time.time() if now is None else now
         findings = [f.to_dict() for f in verdict.findings]
@@ -362,7 +367,7 @@ class Store:
                 LogEntry(event="decided", queue_id=queue_id, findings=tuple(findings), at=now, detail=detail),
                 "decide", release_at=verdict.release_at, findings=json.dumps(findings, ensure_ascii=False),
             )
-            if notice is not None:
+            for notice in notices:
                 self._insert(conn, notice, lifetime=lifetime, now=now)
 
     def release_due(self, queue_ids: Iterable[str], *, now: float | None = None) -> list[str]:
@@ -457,6 +462,12 @@ class Store:
                                           detail={"reason": "delivery interrupted by a stop; retrying"}),
                                  "recover")
         return ids
+
+    def use_token(self, nonce: str) -> bool:
+        """Spend a notice link's nonce: True the first time, False ever after."""
+        with self._write() as conn:
+            return conn.execute("INSERT OR IGNORE INTO used_tokens VALUES (?, ?)",
+                                (nonce, time.time())).rowcount == 1
 
     def record_admin(self, event: str, actor: str, detail: dict) -> None:
         """An administrative change (a policy edit) in the send log; never a secret."""

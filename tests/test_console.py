@@ -85,6 +85,9 @@ def test_manager_approves_a_held_message_and_it_arrives(console, upstream, page)
     upstream.wait_to(UNREGISTERED, timeout=5)
     log = console.cli("log", "--queue-id", queue_id).stdout
     assert "approved by web:boss" in log and "電話で宛先を確認しました" in log
+    wait_for(lambda: any("承認されました" in str(m.message["Subject"]) and "電話で宛先を確認しました"
+                         in m.message.get_body(("plain",)).get_content() for m in upstream.to(STAFF)),
+             what="the sender told of the approval")
 
 
 def test_manager_must_give_a_reason_to_reject(console, upstream, page):
@@ -95,8 +98,9 @@ def test_manager_must_give_a_reason_to_reject(console, upstream, page):
     page.fill("form[action$='/reject'] input[name=comment]", "宛先が違います")
     page.click("button.reject")
     assert "却下しました" in page.inner_text("p.done")
-    [notice] = upstream.wait_to(STAFF)
-    assert "宛先が違います" in notice.message.get_body(("plain",)).get_content()
+    notice = wait_for(lambda: next((m for m in upstream.to(STAFF) if "宛先が違います" in
+                                    m.message.get_body(("plain",)).get_content()), None), what="rejection notice")
+    assert notice.mail_from == "<>"
 
 
 def test_staff_cancels_their_own_message_and_cannot_touch_anothers(console, upstream, page):
@@ -119,7 +123,7 @@ def test_staff_cancels_their_own_message_and_cannot_touch_anothers(console, upst
     assert response.status == 404
     assert console.state(theirs) == "delayed"
     time.sleep(0.5)
-    assert upstream.messages == []
+    assert upstream.to(REGISTERED) == []          # only the held notices went out, to the senders
 
 
 def test_message_content_is_shown_inert(console, upstream, page):
@@ -240,3 +244,44 @@ def test_outlook_csv_in_cp932_is_imported_and_exported(admin_console, page, tmp_
     assert "suzuki@kita-houkatsu.example.jp — 北地域包括支援センター (鈴木 次郎)" in page.inner_text("#email-entries")
     exported = page.request.get(relay.web + "/admin/address-book.csv?encoding=cp932").body().decode("cp932")
     assert "鈴木 次郎,suzuki@kita-houkatsu.example.jp,北地域包括支援センター" in exported
+
+
+def _held_notice(upstream, subject: str):
+    def held(m) -> bool:
+        title = str(m.message["Subject"])
+        return subject in title and ("送信保留" in title or "承認待ち" in title)
+
+    return wait_for(lambda: next((m for m in upstream.to(STAFF) if held(m)), None), what="held notice")
+
+
+def test_the_held_notice_link_cancels_without_login_once(console, upstream, page):
+    queue_id = send(console, [REGISTERED], subject="利用者の状況報告")
+    assert console.wait_decided(queue_id) == "delayed"
+    notice = _held_notice(upstream, "利用者の状況報告")
+    text = notice.message.get_body(("plain",)).get_content()
+    assert REGISTERED in text and "送信されます" in text and "社外の宛先です" in text
+    link = next(line.strip() for line in text.splitlines() if "/t/" in line)
+    assert link.startswith(console.web + "/t/") and f"{console.web}/messages/{queue_id}" in text
+    page.goto(link)                                              # not logged in
+    assert "利用者の状況報告" in page.inner_text("dd.subject")
+    assert console.state(queue_id) == "delayed"                  # opening the link changed nothing
+    page.click("button.cancel")
+    assert "送信を取り消しました" in page.inner_text("p.done")
+    assert console.state(queue_id) == "cancelled"
+    assert "cancelled by link:" in console.cli("log", "--queue-id", queue_id).stdout
+    page.goto(link)
+    token = page.input_value("input[name=csrf_token]") if page.locator("input[name=csrf_token]").count() else ""
+    again = page.request.post(link, form={"csrf_token": token or "x"})
+    assert again.status in (403, 410)
+    assert page.goto(link[:-3] + "xyz").status == 404             # a tampered token
+
+
+def test_the_link_cannot_send_anything(console, upstream, page):
+    queue_id = send(console, [UNREGISTERED], subject="承認待ちのメール")
+    console.wait_decided(queue_id)
+    notice = _held_notice(upstream, "承認待ちのメール")
+    link = next(line.strip() for line in notice.message.get_body(("plain",)).get_content().splitlines()
+                if "/t/" in line)
+    page.goto(link)
+    assert page.locator("button.approve").count() == 0 and page.locator("form[action$='release']").count() == 0
+    assert page.goto(f"{console.web}/messages/{queue_id}").url.endswith("/login")   # send now needs a login

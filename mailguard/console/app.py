@@ -30,7 +30,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from ..inspect.extract import attachment_name, html_text
-from ..model import FINAL_STATES, QueuedMessage, State
+from .. import tokens
+from ..model import FINAL_STATES, HELD_STATES, QueuedMessage, State
 from ..policy import PolicyWatcher
 from ..queue import act
 from ..settings import Settings
@@ -171,6 +172,37 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)
+
+    @app.get("/t/{token}", response_class=HTMLResponse)
+    async def link(request: Request, token: str):
+        """A notice's cancel link: shows what it would cancel and asks to confirm (a GET
+        never changes anything: mail scanners and previews follow links)."""
+        message = await _link_message(token)
+        if message is None:
+            return page(request, "link.html", None, 404, error="このリンクは無効か、期限が切れています。")
+        return page(request, "link.html", None, m=message, token=token, cancellable=message.state in HELD_STATES)
+
+    @app.post("/t/{token}", response_class=HTMLResponse)
+    async def link_cancel(request: Request, token: str, csrf_token_field: str = Form("", alias="csrf_token")):
+        if not csrf_ok(request, csrf_token_field):
+            raise HTTPException(403, "CSRF token missing or wrong")
+        found = tokens.read(settings.data_dir, token, settings.queue_lifetime)
+        message = await _link_message(token)
+        if found is None or message is None:
+            return page(request, "link.html", None, 404, error="このリンクは無効か、期限が切れています。")
+        if not await asyncio.to_thread(store.use_token, found[1]):
+            return page(request, "link.html", None, 410, m=message, error="このリンクは使用済みです。")
+        try:
+            message = await asyncio.to_thread(act, store, settings, message.queue_id, "cancel",
+                                              f"link:{message.envelope.mail_from}")
+        except TransitionError:
+            return page(request, "link.html", None, 409, m=message,
+                        error=f"取り消せませんでした (状態: {STATE_LABELS[message.state]})。")
+        return page(request, "link.html", None, m=message, done="送信を取り消しました。このメールは送信されません。")
+
+    async def _link_message(token: str) -> QueuedMessage | None:
+        found = tokens.read(settings.data_dir, token, settings.queue_lifetime)
+        return None if found is None else await asyncio.to_thread(store.get, found[0])
 
     add_admin_routes(app, store, policies, page, current_user, csrf_ok)
     return app

@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import time
 from collections import defaultdict, deque
 from pathlib import Path
 
 from starlette.middleware.base import BaseHTTPMiddleware
+
+from ..tokens import installation_key
 from starlette.requests import Request
 
 SESSION_SECONDS = 8 * 3600
@@ -31,14 +32,8 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self';
 
 
 def session_key(data_dir: Path) -> str:
-    """The signing key for session cookies, created once per installation."""
-    path = data_dir / "console.key"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    """The signing key for session cookies (shared with notice links), created once per installation."""
+    return installation_key(data_dir)
 
 
 def csrf_token(request: Request) -> str:
