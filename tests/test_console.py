@@ -285,3 +285,33 @@ def test_the_link_cannot_send_anything(console, upstream, page):
     page.goto(link)
     assert page.locator("button.approve").count() == 0 and page.locator("form[action$='release']").count() == 0
     assert page.goto(f"{console.web}/messages/{queue_id}").url.endswith("/login")   # send now needs a login
+
+
+def test_the_json_api_approves_with_csrf_and_is_described_by_openapi(console, upstream, page):
+    queue_id = send(console, [UNREGISTERED], subject="API で承認")
+    console.wait_decided(queue_id)
+    login(page, console, "boss")
+    spec = page.request.get(console.web + "/api/openapi.json").json()
+    assert "/api/v1/messages/{queue_id}/{action}" in spec["paths"] and "/login" not in spec["paths"]
+    session = page.request.get(console.web + "/api/v1/session").json()
+    assert session["role"] == "manager"
+    held = page.request.get(console.web + "/api/v1/messages?reason=unregistered_recipient").json()
+    assert [m["queue_id"] for m in held] == [queue_id]
+    assert held[0]["findings"][0]["code"] == "unregistered_recipient"
+    refused = page.request.post(f"{console.web}/api/v1/messages/{queue_id}/approve", data={"comment": "ok"})
+    assert refused.status == 403
+    done = page.request.post(f"{console.web}/api/v1/messages/{queue_id}/approve", data={"comment": "確認済み"},
+                             headers={"X-CSRF-Token": session["csrf_token"]})
+    assert done.status == 200 and done.json()["state"] == "ready"
+    upstream.wait_to(UNREGISTERED, timeout=5)
+
+
+def test_the_json_api_keeps_staff_to_their_own(console, page):
+    theirs = send(console, [REGISTERED], sender=OTHER_STAFF, subject="他人のメール")
+    console.wait_decided(theirs)
+    login(page, console, "taro")
+    assert page.request.get(console.web + "/api/v1/messages").json() == []
+    assert page.request.get(f"{console.web}/api/v1/messages/{theirs}").status == 404
+    token = page.request.get(console.web + "/api/v1/session").json()["csrf_token"]
+    assert page.request.post(f"{console.web}/api/v1/messages/{theirs}/approve", data={"comment": "x"},
+                             headers={"X-CSRF-Token": token}).status == 404

@@ -62,7 +62,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
                                 {"file": "address_book.toml", **summary})
         return None
 
-    @app.get("/admin")
+    @app.get("/admin", include_in_schema=False)
     async def overview(request: Request, q: str = ""):
         user = current_user(request)
         if user is None:
@@ -72,7 +72,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         return page(request, "admin.html", user, **_context(policies, store, q),
                     done=flash.get("done", ""), error=flash.get("error", ""))
 
-    @app.post("/admin/address-book/add")
+    @app.post("/admin/address-book/add", include_in_schema=False)
     async def add(request: Request, kind: str = Form(...), csrf_token: str = Form(""),
                   address: str = Form(""), domain: str = Form(""), number: str = Form(""),
                   organisation: str = Form(""), name: str = Form(""), note: str = Form("")):
@@ -92,7 +92,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         error = await change(user, {"action": "add", "kind": kind, "entry": entry}, edit)
         return _back(request, done="" if error else f"{KIND_LABELS[kind]}を登録しました", error=error or "")
 
-    @app.post("/admin/address-book/delete")
+    @app.post("/admin/address-book/delete", include_in_schema=False)
     async def delete(request: Request, kind: str = Form(...), index: int = Form(...), csrf_token: str = Form("")):
         check(request, csrf_token)
         user = admin(request)
@@ -108,7 +108,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         error = await change(user, {"action": "delete", "kind": kind, "entry": removed}, edit)
         return _back(request, done="" if error else "削除しました", error=error or "")
 
-    @app.post("/admin/address-book/edit")
+    @app.post("/admin/address-book/edit", include_in_schema=False)
     async def edit_entry(request: Request, kind: str = Form(...), index: int = Form(...),
                          csrf_token: str = Form(""), organisation: str = Form(""), name: str = Form(""),
                          note: str = Form("")):
@@ -131,7 +131,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         error = await change(user, {"action": "edit", "kind": kind, "index": index, "fields": fields}, edit)
         return _back(request, done="" if error else "変更しました", error=error or "")
 
-    @app.get("/admin/address-book.csv")
+    @app.get("/admin/address-book.csv", include_in_schema=False)
     async def export(request: Request, encoding: str = "utf-8"):
         admin(request)
         if encoding not in ("utf-8", "cp932"):
@@ -150,7 +150,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
                         headers={"Content-Disposition": 'attachment; filename="address_book.csv"'})
 
-    @app.post("/admin/address-book/import")
+    @app.post("/admin/address-book/import", include_in_schema=False)
     async def import_csv(request: Request, file: UploadFile, csrf_token: str = Form("")):
         check(request, csrf_token)
         user = admin(request)

@@ -38,6 +38,7 @@ from ..settings import Settings
 from ..store import Store, TransitionError
 from ..users import User, authenticate
 from .admin import add_admin_routes
+from .api import add_api_routes
 from .security import (SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token,
                        session_key)
 
@@ -54,7 +55,9 @@ ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今す�
 
 
 def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> FastAPI:
-    app = FastAPI(title="mailguard console", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="mailguard", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  description="送信確認の API: 保留中のメールの確認・承認・却下・取り消し。"
+                              "ログインしたセッションの Cookie と、変更には X-CSRF-Token ヘッダーが必要です。")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(state_label=STATE_LABELS, when=lambda ts: _when(ts, settings),
                                  recipient_label={"pending": "未送信", "delivered": "送信済み", "bounced": "不達"})
@@ -80,11 +83,17 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         return user.role in ("manager", "admin") or message.auth_user == user.username \
             or user.owns(message.envelope.mail_from)
 
-    @app.get("/login", response_class=HTMLResponse)
+    def permitted(user: User, action: str) -> bool:
+        """Staff cancel (and send now, if the policy allows) their own; managers also approve and reject."""
+        manager = user.role in ("manager", "admin")
+        return {"cancel": True, "release": manager or policies.current.hold.allow_send_now,
+                "approve": manager, "reject": manager}.get(action, False)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_form(request: Request):
         return page(request, "login.html", None)
 
-    @app.post("/login")
+    @app.post("/login", include_in_schema=False)
     async def login(request: Request, username: str = Form(""), password: str = Form(""),
                     csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
@@ -105,14 +114,14 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         csrf_token(request)   # a fresh token for the new session
         return RedirectResponse("/", status_code=303)
 
-    @app.post("/logout")
+    @app.post("/logout", include_in_schema=False)
     async def logout(request: Request, csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def overview(request: Request, state: str = "", reason: str = "", sender: str = "", older: int = 0):
         user = current_user(request)
         if user is None:
@@ -133,7 +142,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
                     states=STATE_LABELS, reasons=sorted({f.code for m in messages for f in m.findings}),
                     allow_send_now=policies.current.hold.allow_send_now)
 
-    @app.get("/messages/{queue_id}", response_class=HTMLResponse)
+    @app.get("/messages/{queue_id}", response_class=HTMLResponse, include_in_schema=False)
     async def show(request: Request, queue_id: str, done: str = ""):
         user = current_user(request)
         if user is None:
@@ -146,7 +155,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
                     or user.owns(message.envelope.mail_from), done=ACTION_LABELS.get(done, ""),
                     allow_send_now=policies.current.hold.allow_send_now)
 
-    @app.post("/messages/{queue_id}/{action}")
+    @app.post("/messages/{queue_id}/{action}", include_in_schema=False)
     async def do(request: Request, queue_id: str, action: str, comment: str = Form(""),
                  csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
@@ -158,9 +167,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")
         manager = user.role in ("manager", "admin")
-        allowed = {"cancel": True, "release": manager or policies.current.hold.allow_send_now,
-                   "approve": manager, "reject": manager}
-        if not allowed.get(action, False):
+        if not permitted(user, action):
             raise HTTPException(403, "not allowed")
         if action == "reject" and not comment.strip():
             full = await asyncio.to_thread(store.get, queue_id, content=True)
@@ -173,7 +180,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
             raise HTTPException(409, str(exc)) from None
         return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)
 
-    @app.get("/t/{token}", response_class=HTMLResponse)
+    @app.get("/t/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def link(request: Request, token: str):
         """A notice's cancel link: shows what it would cancel and asks to confirm (a GET
         never changes anything: mail scanners and previews follow links)."""
@@ -182,7 +189,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
             return page(request, "link.html", None, 404, error="このリンクは無効か、期限が切れています。")
         return page(request, "link.html", None, m=message, token=token, cancellable=message.state in HELD_STATES)
 
-    @app.post("/t/{token}", response_class=HTMLResponse)
+    @app.post("/t/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def link_cancel(request: Request, token: str, csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
@@ -205,6 +212,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         return None if found is None else await asyncio.to_thread(store.get, found[0])
 
     add_admin_routes(app, store, policies, page, current_user, csrf_ok)
+    add_api_routes(app, settings, store, current_user, csrf_ok, may_see, permitted)
     return app
 
 
