@@ -315,3 +315,27 @@ def test_the_json_api_keeps_staff_to_their_own(console, page):
     token = page.request.get(console.web + "/api/v1/session").json()["csrf_token"]
     assert page.request.post(f"{console.web}/api/v1/messages/{theirs}/approve", data={"comment": "x"},
                              headers={"X-CSRF-Token": token}).status == 404
+
+
+def test_admin_edits_an_entry_sets_an_agreed_key_and_manages_users(admin_console, page):
+    relay = admin_console
+    login(page, relay, "kanri")
+    page.goto(relay.web + "/admin")
+    entry = page.locator("#email-entries li", has_text=REGISTERED)
+    entry.locator("summary").click()
+    entry.locator("input[name=note]").fill("退院調整の窓口")
+    entry.locator("input[name=key]").fill("new-agreed-key-2027")
+    entry.locator("button", has_text="変更を保存").click()
+    assert "変更しました" in page.inner_text("p.done")
+    book = (relay.policies / "address_book.toml").read_text(encoding="utf-8")
+    assert 'note = "退院調整の窓口"' in book and 'key = "new-agreed-key-2027"' in book
+    assert "new-agreed-key-2027" not in page.content() + relay.cli("log").stdout   # write-only, never logged
+    page.fill("#add-user input[name=username]", "jimu")
+    page.fill("#add-user input[name=addresses]", f"jimu@{INTERNAL}")
+    page.fill("#add-user input[name=password]", "jimu-password-1")
+    page.click("#add-user button[type=submit]")
+    assert "利用者 jimu を追加しました" in page.inner_text("p.done")
+    page.locator("#users li", has_text="jimu").locator("button").click()
+    assert "jimu を無効にしました" in page.inner_text("p.done")
+    assert "jimu" in relay.cli("user", "list").stdout and "無効" in relay.cli("user", "list").stdout
+    assert "fax_number_mistyped" in page.inner_text("#policy")

@@ -20,8 +20,9 @@ import tomlkit
 from fastapi import FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from ..policy import PolicyError, PolicyWatcher, fax_display, update_file
+from ..policy import PolicyError, PolicyWatcher, fax_display, update_file, validate_address
 from ..store import Store
+from ..users import ROLES, hash_password
 
 KINDS = {"email": ("address", "organisation", "name", "note"),
          "domain": ("domain", "organisation", "note"),
@@ -75,7 +76,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
     @app.post("/admin/address-book/add", include_in_schema=False)
     async def add(request: Request, kind: str = Form(...), csrf_token: str = Form(""),
                   address: str = Form(""), domain: str = Form(""), number: str = Form(""),
-                  organisation: str = Form(""), name: str = Form(""), note: str = Form("")):
+                  organisation: str = Form(""), name: str = Form(""), note: str = Form(""), key: str = Form("")):
         check(request, csrf_token)
         user = admin(request)
         if kind not in KINDS:
@@ -83,13 +84,18 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         values = {"address": address, "domain": domain, "number": number, "organisation": organisation,
                   "name": name, "note": note}
         entry = {k: values[k].strip() for k in KINDS[kind] if values[k].strip()}
+        if key and kind in ("email", "domain"):
+            entry_with_key = {**entry, "key": key}
+        else:
+            entry_with_key = entry
 
         def edit(document):
             if kind not in document:
                 document[kind] = tomlkit.aot()
-            document[kind].append(entry)
+            document[kind].append(entry_with_key)
 
-        error = await change(user, {"action": "add", "kind": kind, "entry": entry}, edit)
+        error = await change(user, {"action": "add", "kind": kind, "entry": entry,   # never the key
+                                    "key": "set" if entry_with_key is not entry else "none"}, edit)
         return _back(request, done="" if error else f"{KIND_LABELS[kind]}を登録しました", error=error or "")
 
     @app.post("/admin/address-book/delete", include_in_schema=False)
@@ -111,7 +117,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
     @app.post("/admin/address-book/edit", include_in_schema=False)
     async def edit_entry(request: Request, kind: str = Form(...), index: int = Form(...),
                          csrf_token: str = Form(""), organisation: str = Form(""), name: str = Form(""),
-                         note: str = Form("")):
+                         note: str = Form(""), key: str = Form(""), remove_key: str = Form("")):
         check(request, csrf_token)
         user = admin(request)
         fields = {"organisation": organisation.strip(), "name": name.strip(), "note": note.strip()}
@@ -120,16 +126,53 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
             entries = document.get(kind)
             if entries is None or not 0 <= index < len(entries):
                 raise PolicyError([f"{kind}[{index}]: no such entry (changed meanwhile?)"])
-            for key, value in fields.items():
-                if key not in KINDS[kind]:
+            for field, value in fields.items():
+                if field not in KINDS[kind]:
                     continue
                 if value:
-                    entries[index][key] = value
-                elif key in entries[index] and key != "organisation":
-                    del entries[index][key]
+                    entries[index][field] = value
+                elif field in entries[index] and field != "organisation":
+                    del entries[index][field]
+            if kind in ("email", "domain"):   # the agreed key: write-only, never shown
+                if remove_key and "key" in entries[index]:
+                    del entries[index]["key"]
+                elif key:
+                    entries[index]["key"] = key
 
-        error = await change(user, {"action": "edit", "kind": kind, "index": index, "fields": fields}, edit)
+        logged = {**fields, "key": "removed" if remove_key else ("changed" if key else "unchanged")}
+        error = await change(user, {"action": "edit", "kind": kind, "index": index, "fields": logged}, edit)
         return _back(request, done="" if error else "変更しました", error=error or "")
+
+    @app.post("/admin/users/add", include_in_schema=False)
+    async def add_user(request: Request, username: str = Form(...), role: str = Form("staff"),
+                       addresses: str = Form(...), password: str = Form(...), csrf_token: str = Form("")):
+        check(request, csrf_token)
+        user = admin(request)
+        try:
+            if role not in ROLES:
+                raise ValueError(f"role must be one of {ROLES}")
+            valid = [validate_address(a.strip()) for a in addresses.replace("、", ",").split(",") if a.strip()]
+            if not valid or not username.strip():
+                raise ValueError("ユーザー名と送信元アドレスを入力してください")
+            hashed = await asyncio.to_thread(hash_password, password)
+            await asyncio.to_thread(store.add_user, username.strip(), hashed, role, valid, f"web:{user.username}")
+        except ValueError as exc:
+            return _back(request, error=str(exc))
+        return _back(request, done=f"利用者 {username.strip()} を追加しました")
+
+    @app.post("/admin/users/{username}/{action}", include_in_schema=False)
+    async def toggle_user(request: Request, username: str, action: str, csrf_token: str = Form("")):
+        check(request, csrf_token)
+        user = admin(request)
+        if action not in ("disable", "enable"):
+            raise HTTPException(404, "not found")
+        if username == user.username and action == "disable":
+            return _back(request, error="自分自身は無効にできません")
+        try:
+            await asyncio.to_thread(store.update_user, username, f"web:{user.username}", disabled=action == "disable")
+        except KeyError:
+            raise HTTPException(404, "no such user") from None
+        return _back(request, done=f"{username} を{'無効' if action == 'disable' else '有効'}にしました")
 
     @app.get("/admin/address-book.csv", include_in_schema=False)
     async def export(request: Request, encoding: str = "utf-8"):
@@ -226,6 +269,7 @@ def _context(policies: PolicyWatcher, store: Store, q: str) -> dict:
         "faxes": [(i, f, fax_display(f.number)) for i, f in enumerate(book.fax)
                   if matches(f.number, fax_display(f.number), f.organisation, f.name, f.note)],
         "users": store.list_users(),
+        "policy": policies.current,
         "policy_errors": policies.errors,
         "policy_dir": str(policies.directory),
     }

@@ -54,7 +54,7 @@ class SessionOut(BaseModel):
 
 
 class ActionIn(BaseModel):
-    comment: str = Field(default="", description="required for reject")
+    comment: str = Field(default="", description="required to approve or reject")
 
 
 def _out(m: QueuedMessage) -> MessageOut:
@@ -114,8 +114,8 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
             raise HTTPException(404, "not found")
         if not permitted(user, action):
             raise HTTPException(403, "not allowed")
-        if action == "reject" and not body.comment.strip():
-            raise HTTPException(422, "a comment is required to reject")
+        if action in ("approve", "reject") and not body.comment.strip():
+            raise HTTPException(422, "a comment is required to approve or reject")
         try:
             done = await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}",
                                            body.comment.strip())

@@ -169,11 +169,11 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         manager = user.role in ("manager", "admin")
         if not permitted(user, action):
             raise HTTPException(403, "not allowed")
-        if action == "reject" and not comment.strip():
+        if action in ("approve", "reject") and not comment.strip():
             full = await asyncio.to_thread(store.get, queue_id, content=True)
             return page(request, "message.html", user, 400, m=full, view=_view(full), manager=manager,
-                        own=may_see(user, full), error="却下の理由を入力してください。",
-                        allow_send_now=policies.current.hold.allow_send_now)
+                        own=may_see(user, full), allow_send_now=policies.current.hold.allow_send_now,
+                        error="承認・却下にはコメント (確認した内容や理由) を入力してください。")
         try:
             await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment.strip())
         except TransitionError as exc:
