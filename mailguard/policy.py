@@ -369,18 +369,22 @@ ROSTER_FILE = "roster.csv"
 ROSTER_NAME, ROSTER_NUMBER = "氏名", "被保険者番号"
 
 
+def decode_csv(data: bytes) -> str | None:
+    """CSV text as Excel writes it in Japan: UTF-8 (with or without BOM), else CP932; None if neither."""
+    for encoding in ("utf-8-sig", "cp932"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
 def load_roster(path: Path, problems: list[str]) -> Roster | None:
     """``roster.csv``: a header with 氏名 (required) and 被保険者番号 (optional), UTF-8 or CP932."""
     import csv
 
-    data = path.read_bytes()
-    for encoding in ("utf-8-sig", "cp932"):
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
+    text = decode_csv(path.read_bytes())
+    if text is None:
         problems.append(f"{path}: not UTF-8 or CP932 text")
         return None
     rows = list(csv.reader(text.splitlines()))

@@ -20,7 +20,7 @@ import tomlkit
 from fastapi import FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from ..policy import PolicyError, PolicyWatcher, fax_display, update_file, validate_address
+from ..policy import PolicyError, PolicyWatcher, decode_csv, fax_display, update_file, validate_address
 from ..store import Store
 from ..users import ROLES, hash_password
 
@@ -217,13 +217,8 @@ def parse_contacts(data: bytes) -> list[tuple[str, dict]]:
 
     Raises ValueError (Japanese) for an unreadable file or one without an address column.
     """
-    for encoding in ("utf-8-sig", "cp932"):
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
+    text = decode_csv(data)
+    if text is None:
         raise ValueError("UTF-8 でも Shift_JIS (CP932) でもありません")
     reader = csv.DictReader(io.StringIO(text))
     columns = {field: next((c for c in names if c in (reader.fieldnames or [])), None)
