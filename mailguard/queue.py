@@ -32,7 +32,7 @@ from .decide import STATE_FOR, decide
 from .deliver import Attempt, Deliverer
 from .inspect import Facts, external_domains, goes_outside, inspect
 from .inspect.content import ContentInspector
-from .inspect import fax
+from .inspect import fax, lookalike
 from .inspect.domains import DomainChecker
 from .model import (Action, Finding, Origin, QueuedMessage, RecipientStatus, Severity, State,
                     Submission, Verdict)
@@ -216,6 +216,7 @@ class QueueManager:
             delivered_before=await self.db.delivered_before(external),
             correspondents=self._correspondents,
             domains=await self.domain_checker.check(domains) if domains else {},
+            candidates=lookalike.candidates(policy, self._correspondents),
         )
 
     async def _decide(self, message: QueuedMessage, policy: Policy, facts: Facts) -> State:

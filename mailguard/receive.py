@@ -133,10 +133,13 @@ class RelayHandler:
         local, at, domain = address.rpartition("@")
         if not at or not local or not domain:
             return f"501 5.1.3 <{address}>: Bad recipient address syntax"
-        if any(address_key(r) == address_key(address) for r in envelope.rcpt_tos):
+        seen = envelope.__dict__.setdefault("mailguard_rcpt_keys", set())   # reset with each envelope
+        key = address_key(address)
+        if key in seen:
             return "250 2.1.5 Ok"   # duplicate: delivered once, as Postfix does
         if len(envelope.rcpt_tos) >= self.settings.recipient_limit:
             return "452 4.5.3 Error: too many recipients"
+        seen.add(key)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"

@@ -11,8 +11,11 @@ answered 250 is in the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+
+import uvicorn
 
 from .policy import PolicyWatcher
 from .queue import QueueManager
@@ -32,28 +35,18 @@ async def _watch_policies(policies: PolicyWatcher, interval: float) -> None:
             log.exception("policy watcher failed; previous policy stays in force")
 
 
-class _ConsoleServer:
+class _ConsoleServer(uvicorn.Server):
     """uvicorn on our loop; it must not take over SIGTERM/SIGINT, which ``serve`` owns."""
 
-    def __new__(cls, config):
-        import contextlib
-
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self):
-                yield
-
-        return Server(config)
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
 
 
 async def _start_console(settings: Settings, store: Store, policies: PolicyWatcher):
     """The review console on MAILGUARD_WEB_LISTEN (HTTPS with MAILGUARD_TLS_CERT); None when unset."""
     if settings.web_listen is None:
         return None
-    import uvicorn
-
     from .console.app import create_app
 
     config = uvicorn.Config(

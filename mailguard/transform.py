@@ -66,23 +66,22 @@ class Transformed:
 
 def transform(message: QueuedMessage, verdict: Verdict, policy: Policy,
               content: ContentReport | None = None, settings: Settings | None = None) -> Transformed:
-    body = None
+    altered = None                 # the message bytes to deliver, when they change
     notes = []
     notice = None
     targets = encryption_targets(message, policy, content)
     if targets and not any(f.code == "signed_not_encryptable" for f in verdict.findings):
         key = agreed_key(message, policy)
         password = key or generate_password(policy.encryption.password_length)
-        body = encrypt_attachments(message.content or b"", targets, password, policy.encryption.archive_name,
-                                   how="事前に取り決めたものです" if key else "送信者から電話など別の方法でお知らせします")
+        altered = encrypt_attachments(message.content or b"", targets, password, policy.encryption.archive_name,
+                                      how="事前に取り決めたものです" if key else "送信者から電話など別の方法でお知らせします")
         notes.append(f"attachments encrypted into {policy.encryption.archive_name}: {', '.join(targets)}"
                      f" (password: {'agreed key' if key else 'generated, sent to the sender only'})")
         if not key and settings is not None and message.envelope.mail_from:
             notice = password_notice(message, targets, password, policy, settings)
     if any(f.code == "mass_mail_rewritten" for f in verdict.findings):
-        body = hide_recipients(body if body is not None else message.content or b"")
+        altered = hide_recipients(altered if altered is not None else message.content or b"")
         notes.append("To/Cc hidden (undisclosed-recipients)")
-    content = body
     deliver_to = {}
     for rcpt in message.envelope.rcpt_tos:
         target = fax.parse(rcpt, policy)
@@ -91,7 +90,7 @@ def transform(message: QueuedMessage, verdict: Verdict, policy: Policy,
             if address != rcpt:
                 deliver_to[rcpt] = address
                 notes.append(f"{rcpt} -> {address}")
-    return Transformed(content, deliver_to, tuple(notes), notice)
+    return Transformed(altered, deliver_to, tuple(notes), notice)
 
 
 def agreed_key(message: QueuedMessage, policy: Policy) -> str | None:

@@ -40,8 +40,8 @@ OUTLOOK_COLUMNS = {
 
 
 def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, current_user, csrf_ok) -> None:
-    def admin(request: Request):
-        user = current_user(request)
+    async def admin(request: Request):
+        user = await current_user(request)
         if user is None:
             raise HTTPException(401, "login required")
         if user.role != "admin":
@@ -65,12 +65,12 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
 
     @app.get("/admin", include_in_schema=False)
     async def overview(request: Request, q: str = ""):
-        user = current_user(request)
+        user = await current_user(request)
         if user is None:
             return RedirectResponse("/login", status_code=303)
-        admin(request)
+        await admin(request)
         flash = request.session.pop("flash", None) or {}   # set by the last action, shown once
-        return page(request, "admin.html", user, **_context(policies, store, q),
+        return page(request, "admin.html", user, **await asyncio.to_thread(_context, policies, store, q),
                     done=flash.get("done", ""), error=flash.get("error", ""))
 
     @app.post("/admin/address-book/add", include_in_schema=False)
@@ -78,7 +78,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
                   address: str = Form(""), domain: str = Form(""), number: str = Form(""),
                   organisation: str = Form(""), name: str = Form(""), note: str = Form(""), key: str = Form("")):
         check(request, csrf_token)
-        user = admin(request)
+        user = await admin(request)
         if kind not in KINDS:
             raise HTTPException(400, "unknown kind")
         values = {"address": address, "domain": domain, "number": number, "organisation": organisation,
@@ -101,7 +101,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
     @app.post("/admin/address-book/delete", include_in_schema=False)
     async def delete(request: Request, kind: str = Form(...), index: int = Form(...), csrf_token: str = Form("")):
         check(request, csrf_token)
-        user = admin(request)
+        user = await admin(request)
         removed = {}
 
         def edit(document):
@@ -119,7 +119,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
                          csrf_token: str = Form(""), organisation: str = Form(""), name: str = Form(""),
                          note: str = Form(""), key: str = Form(""), remove_key: str = Form("")):
         check(request, csrf_token)
-        user = admin(request)
+        user = await admin(request)
         fields = {"organisation": organisation.strip(), "name": name.strip(), "note": note.strip()}
 
         def edit(document):
@@ -147,7 +147,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
     async def add_user(request: Request, username: str = Form(...), role: str = Form("staff"),
                        addresses: str = Form(...), password: str = Form(...), csrf_token: str = Form("")):
         check(request, csrf_token)
-        user = admin(request)
+        user = await admin(request)
         try:
             if role not in ROLES:
                 raise ValueError(f"role must be one of {ROLES}")
@@ -163,7 +163,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
     @app.post("/admin/users/{username}/{action}", include_in_schema=False)
     async def toggle_user(request: Request, username: str, action: str, csrf_token: str = Form("")):
         check(request, csrf_token)
-        user = admin(request)
+        user = await admin(request)
         if action not in ("disable", "enable"):
             raise HTTPException(404, "not found")
         if username == user.username and action == "disable":
@@ -176,7 +176,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
 
     @app.get("/admin/address-book.csv", include_in_schema=False)
     async def export(request: Request, encoding: str = "utf-8"):
-        admin(request)
+        await admin(request)
         if encoding not in ("utf-8", "cp932"):
             raise HTTPException(400, "encoding must be utf-8 or cp932")
         out = io.StringIO()
@@ -196,7 +196,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
     @app.post("/admin/address-book/import", include_in_schema=False)
     async def import_csv(request: Request, file: UploadFile, csrf_token: str = Form("")):
         check(request, csrf_token)
-        user = admin(request)
+        user = await admin(request)
         try:
             rows = parse_contacts(await file.read())
         except ValueError as exc:

@@ -68,8 +68,8 @@ def _out(m: QueuedMessage) -> MessageOut:
 
 
 def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see, permitted) -> None:
-    def user_of(request: Request):
-        user = current_user(request)
+    async def user_of(request: Request):
+        user = await current_user(request)
         if user is None:
             raise HTTPException(401, "login required")
         return user
@@ -79,13 +79,13 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
         """The logged-in user and the CSRF token for state-changing calls."""
         from .security import csrf_token
 
-        user = user_of(request)
+        user = await user_of(request)
         return SessionOut(username=user.username, role=user.role, csrf_token=csrf_token(request))
 
     @app.get("/api/v1/messages", response_model=list[MessageOut], tags=["messages"])
     async def messages(request: Request, state: State | None = None, reason: str = "", sender: str = ""):
         """Messages you may see: by default those not yet finished; ``reason`` filters by finding code."""
-        user = user_of(request)
+        user = await user_of(request)
         states = [state] if state else [s for s in State if s not in FINAL_STATES]
         found = await asyncio.to_thread(store.list, states, sender=sender or None)
         return [_out(m) for m in found if may_see(user, m)
@@ -93,7 +93,7 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
 
     @app.get("/api/v1/messages/{queue_id}", response_model=MessageOut, tags=["messages"])
     async def message(request: Request, queue_id: str):
-        user = user_of(request)
+        user = await user_of(request)
         found = await asyncio.to_thread(store.get, queue_id)
         if found is None or not may_see(user, found):
             raise HTTPException(404, "not found")
@@ -108,7 +108,7 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
         """cancel (own), release = send now (own, if the policy allows), approve / reject (managers)."""
         if not csrf_ok(request, x_csrf_token):
             raise HTTPException(403, "CSRF token missing or wrong")
-        user = user_of(request)
+        user = await user_of(request)
         found = await asyncio.to_thread(store.get, queue_id)
         if found is None or not may_see(user, found):
             raise HTTPException(404, "not found")

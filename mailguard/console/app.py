@@ -68,9 +68,11 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
                        https_only=settings.tls_cert is not None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def current_user(request: Request) -> User | None:
+    async def current_user(request: Request) -> User | None:
+        """Re-read every request (a disabled user loses access at once), off the event loop:
+        the store's lock may be held through a commit's fsync."""
         username = request.session.get("user")
-        row = store.get_user(username) if username else None
+        row = await asyncio.to_thread(store.get_user, username) if username else None
         if row is None or row["disabled"]:
             return None
         return User(row["username"], row["role"], tuple(row["addresses"]))
@@ -123,7 +125,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def overview(request: Request, state: str = "", reason: str = "", sender: str = "", older: int = 0):
-        user = current_user(request)
+        user = await current_user(request)
         if user is None:
             return RedirectResponse("/login", status_code=303)
         manager = user.role in ("manager", "admin")
@@ -144,13 +146,13 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
 
     @app.get("/messages/{queue_id}", response_class=HTMLResponse, include_in_schema=False)
     async def show(request: Request, queue_id: str, done: str = ""):
-        user = current_user(request)
+        user = await current_user(request)
         if user is None:
             return RedirectResponse("/login", status_code=303)
         message = await asyncio.to_thread(store.get, queue_id, content=True)
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")     # another's message: as if it did not exist
-        return page(request, "message.html", user, m=message, view=_view(message),
+        return page(request, "message.html", user, m=message, view=await asyncio.to_thread(_view, message),
                     manager=user.role in ("manager", "admin"), own=message.auth_user == user.username
                     or user.owns(message.envelope.mail_from), done=ACTION_LABELS.get(done, ""),
                     allow_send_now=policies.current.hold.allow_send_now)
@@ -160,7 +162,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
                  csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
-        user = current_user(request)
+        user = await current_user(request)
         if user is None:
             raise HTTPException(401, "login required")
         message = await asyncio.to_thread(store.get, queue_id)
@@ -171,7 +173,8 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
             raise HTTPException(403, "not allowed")
         if action in ("approve", "reject") and not comment.strip():
             full = await asyncio.to_thread(store.get, queue_id, content=True)
-            return page(request, "message.html", user, 400, m=full, view=_view(full), manager=manager,
+            return page(request, "message.html", user, 400, m=full, view=await asyncio.to_thread(_view, full),
+                        manager=manager,
                         own=may_see(user, full), allow_send_now=policies.current.hold.allow_send_now,
                         error="承認・却下にはコメント (確認した内容や理由) を入力してください。")
         try:

@@ -38,6 +38,8 @@ class Facts:
     delivered_before: frozenset[str] = frozenset()   # recipients of this message delivered to before
     correspondents: frozenset[str] = frozenset()     # past recipients, for look-alike comparison
     domains: dict[str, DomainStatus] = field(default_factory=dict)
+    # lookalike.candidates(policy, correspondents), built once per batch; None: build it here
+    candidates: tuple | None = None
 
 
 def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts(),
@@ -45,7 +47,7 @@ def inspect(message: QueuedMessage, policy: Policy, facts: Facts = Facts(),
     """All findings for ``message`` under ``policy``: recipients in order, then content
     (``content`` comes from ``ContentInspector.scan``, which runs in a worker process)."""
     visible = visible_recipients(message.content or b"")
-    pool = lookalike.candidates(policy, facts.correspondents)
+    pool = facts.candidates if facts.candidates is not None else lookalike.candidates(policy, facts.correspondents)
     findings: list[Finding] = []
     for rcpt in message.envelope.rcpt_tos:
         findings += recipient_findings(rcpt, policy, facts, pool)
@@ -81,7 +83,7 @@ def goes_outside(message: QueuedMessage, policy: Policy) -> bool:
 
 
 def recipient_findings(rcpt: str, policy: Policy, facts: Facts,
-                       pool: list[lookalike.Candidate]) -> list[Finding]:
+                       pool: "tuple[lookalike.Candidate, ...]") -> list[Finding]:
     # A FAX goes outside whatever domain its gateway has (often an internal one).
     facsimile = fax.parse(rcpt, policy)
     if facsimile is not None:

@@ -26,6 +26,7 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
 
@@ -134,8 +135,6 @@ def attachment_name(part: Message) -> str | None:
 
 
 def _header_text(value) -> str:
-    from email.header import decode_header, make_header
-
     try:
         return str(make_header(decode_header(str(value))))
     except Exception:

@@ -60,14 +60,14 @@ class Candidate:
         return f"{self.address} ({self.organisation})" if self.organisation else self.address
 
 
-def candidates(policy: Policy, correspondents: frozenset[str]) -> list[Candidate]:
+def candidates(policy: Policy, correspondents: frozenset[str]) -> tuple[Candidate, ...]:
     """Registered entries first (they are what staff mean), then past correspondents."""
     found = [Candidate(address_key(e.address), e.organisation) for e in policy.address_book.email]
     found += [Candidate("@" + d.domain, d.organisation) for d in policy.address_book.domain]
     known = {c.address for c in found}
     found += [Candidate(a, None) for a in sorted(correspondents)
               if a not in known and not policy.is_internal(a)]
-    return found
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,7 +130,7 @@ def domain_likeness(domain: str, registered: str) -> str | None:
     return None
 
 
-def recipient_lookalikes(recipient: str, pool: list[Candidate]) -> list[Finding]:
+def recipient_lookalikes(recipient: str, pool: tuple[Candidate, ...]) -> list[Finding]:
     """Findings for one external recipient that is neither registered nor known."""
     key = address_key(recipient)
     local, _, domain = key.rpartition("@")
