@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from documents import (DOCX, XLSX, assessment_docx, care_plan_xlsx, cp932_csv,  # noqa: E402
                        message, referral_pdf, VALID_MY_NUMBER)
 
-from mailguard.inspect.content import scan  # noqa: E402
-from mailguard.inspect.extract import extract_message  # noqa: E402
+from mailguard.check.content.report import scan  # noqa: E402
+from mailguard.check.content.extract import extract_message  # noqa: E402
 
 
 def corpus(count: int) -> list[bytes]:

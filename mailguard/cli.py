@@ -21,8 +21,9 @@ import time
 from datetime import datetime
 
 from . import policy as policy_mod
-from .model import FINAL_STATES, QueuedMessage, State
-from .queue import act
+from .address import validate_address
+from .model import FINAL_STATES, STATE_LABELS, QueuedMessage, State
+from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
 from .store import Store, TransitionError
 from .users import ROLES, hash_password
@@ -59,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                          ("reject", "承認せずに送信を中止 (送信者に通知)")):
         p = q.add_parser(action, help=text)
         p.add_argument("queue_id")
-        p.add_argument("--comment", default="", required=action == "reject", help="理由・コメント")
+        p.add_argument("--comment", default="", required=action in ("approve", "reject"),
+                       help="確認した内容・理由 (承認・却下では必須)")
         p.set_defaults(func=cmd_queue_act, action=action)
 
     pol = sub.add_parser("policy", help="ポリシー (policies)").add_subparsers(required=True, metavar="ACTION")
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", help=".eml ファイル")
     p.add_argument("--rcpt", action="append", help="宛先 (省略時は To/Cc/Bcc ヘッダー)")
     p.add_argument("--sender", help="送信者 (省略時は From ヘッダー)")
-    p.add_argument("--dns", action="store_true", help="宛先ドメインを DNS で確かめる")
+    p.add_argument("--offline", action="store_true", help="宛先ドメインを DNS で確かめない")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("log", help="送信ログ (send log)")
@@ -101,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true")
     p.set_defaults(func=cmd_user_passwd)
     return parser
+
+
+RECIPIENT_LABELS = {"pending": "未送信", "delivered": "送信済み", "bounced": "不達"}
+LEVEL_LABELS = {"none": "個人情報なし", "personal": "個人情報", "sensitive": "要配慮個人情報"}
 
 
 def _actor() -> str:
@@ -141,7 +147,7 @@ def cmd_queue_list(settings: Settings, args) -> int:
     messages = _store(settings).list(states, sender=args.sender)
     print(f"{'受付番号':<18} {'状態':<18} {'受付日時':<19} {'送信予定':<19} 送信者 → 宛先 / 件名")
     for m in messages:
-        print(f"{m.queue_id:<22} {m.state:<20} {_when(m.received_at, settings):<23} "
+        print(f"{m.queue_id:<22} {STATE_LABELS[m.state]:<14} {_when(m.received_at, settings):<23} "
               f"{_when(m.release_at or m.next_attempt_at, settings):<23} "
               f"{m.envelope.mail_from or '<>'} → {', '.join(m.envelope.rcpt_tos)} / {m.subject}")
     print(f"{len(messages)} 通")
@@ -159,7 +165,7 @@ def cmd_queue_show(settings: Settings, args) -> int:
 
 def _print_message(m: QueuedMessage, settings: Settings) -> None:
     print(f"受付番号:   {m.queue_id}")
-    print(f"状態:       {m.state}")
+    print(f"状態:       {STATE_LABELS[m.state]}")
     print(f"件名:       {m.subject}")
     print(f"Message-ID: {m.message_id}")
     print(f"MAIL FROM:  <{m.envelope.mail_from}>  (認証ユーザー: {m.auth_user or '-'}, 接続元: {m.client_addr})")
@@ -172,21 +178,25 @@ def _print_message(m: QueuedMessage, settings: Settings) -> None:
     print("宛先 (RCPT TO):")
     for r in m.recipients:
         via = f" (配送先 {r.deliver_to})" if r.deliver_to else ""
-        print(f"  {r.address:<40} {r.status:<10} {r.reply}{via}")
+        print(f"  {r.address:<40} {RECIPIENT_LABELS[r.status]:<6} {r.reply}{via}")
     if m.findings:
-        print("検査結果 (findings):")
+        from .findings import label
+
+        print("検査結果:")
         for f in m.findings:
-            print(f"  [{f.severity}] {f.code}: {f.text}" + (f" → {f.suggestion}" if f.suggestion else ""))
+            print(f"  [{label(f.code)}] {f.text}" + (f" → {f.suggestion}" if f.suggestion else ""))
 
 
 def cmd_queue_act(settings: Settings, args) -> int:
     store = _store(settings)
     try:
-        message = act(store, settings, args.queue_id, args.action, _actor(), args.comment)
-    except TransitionError as exc:
+        policy = policy_mod.load(settings.policies_dir)
+        message = act(store, settings, args.queue_id, args.action, _actor(), args.comment,
+                      allow_self_approval=policy.approval.allow_self_approval)
+    except (TransitionError, ActionRefused, policy_mod.PolicyError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    print(f"{message.queue_id}: {message.state}")
+    print(f"{message.queue_id}: {STATE_LABELS[message.state]}")
     return 0
 
 
@@ -207,17 +217,9 @@ def cmd_policy_check(settings: Settings, args) -> int:
 
 
 def cmd_scan(settings: Settings, args) -> int:
-    """Inspect and decide one message as the relay would, without sending or storing it."""
-    from email.parser import BytesHeaderParser
-    from email.policy import compat32
-    from email.utils import getaddresses, parseaddr
+    """Inspect and decide one message exactly as the relay would (``check.pipeline.assess``,
+    the same facts), without sending or storing it."""
     from pathlib import Path
-
-    from .decide import STATE_FOR, decide
-    from .inspect import Facts, external_domains, goes_outside, inspect
-    from .inspect.content import scan
-    from .model import Envelope, Origin, QueuedMessage, Recipient, RecipientStatus
-    from .transform import transform
 
     try:
         raw = Path(args.file).read_bytes()
@@ -228,43 +230,33 @@ def cmd_scan(settings: Settings, args) -> int:
     except policy_mod.PolicyError as exc:
         print(f"ポリシーエラー:\n{exc}", file=sys.stderr)
         return 1
-    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    rcpts = tuple(args.rcpt or [a for _, a in getaddresses(
-        [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name) or []]) if a])
-    sender = args.sender or parseaddr(str(headers.get("From", "")))[1]
-    now = time.time()
-    message = QueuedMessage("(scan)", State.INCOMING, Origin.SMTP, Envelope(sender, rcpts),
-                            tuple(Recipient(r, RecipientStatus.PENDING) for r in rcpts), None, "-",
-                            str(headers.get("Message-ID", "")), str(headers.get("Subject", "")), len(raw),
-                            now, None, None, now + settings.queue_lifetime, 0, (), raw)
-    known = _store(settings).delivered_before(rcpts) if settings.db_path.exists() else frozenset()
-    domains = {}
-    if args.dns:
-        from .inspect.domains import DomainChecker
+    from .scan import scan_file
 
-        domains = asyncio.run(DomainChecker(settings).check(external_domains(message, policy)))
-    roster = (policy.roster.names, policy.roster.insured_numbers)
-    report = scan(raw, settings.inspect_limits, roster) if goes_outside(message, policy) else None
-    findings = inspect(message, policy, Facts(known, frozenset(), domains), report)
-    verdict = decide(findings, policy, received_at=now, hold_delay=settings.hold_delay)
-    changed = transform(message, verdict, policy)
-    print(f"宛先: {', '.join(rcpts) or '(なし)'}")
-    if report is None:
+    result = asyncio.run(scan_file(raw, settings, policy, rcpts=args.rcpt, sender=args.sender,
+                                   offline=args.offline))
+    _print_scan(result)
+    return 0
+
+
+def _print_scan(result) -> None:
+    from .findings import label
+
+    print(f"宛先: {', '.join(r.address for r in result.routes) or '(なし)'}")
+    if result.content is None:
         print("内容: 組織内のみの宛先のため検査しません")
     else:
-        print(f"内容の分類: {report.level}")
-        for part in report.parts:
-            print(f"  {part.name}: {part.level}")
-        for item in report.unscannable:
+        print(f"内容の分類: {LEVEL_LABELS[result.content.level]}")
+        for part in result.content.parts:
+            print(f"  {part.name}: {LEVEL_LABELS[part.level]}")
+        for item in result.content.unscannable:
             print(f"  {item.where}: 検査できません ({item.reason})")
-    print("検査結果 (findings):" if findings else "検査結果: なし")
-    for f in verdict.findings:
-        print(f"  [{f.severity}] {f.code}: {f.text}" + (f" → {f.suggestion}" if f.suggestion else ""))
-    print(f"判定: {verdict.action} → {STATE_FOR[verdict.action]}")
-    for note in changed.notes:
+    a = result.assessment
+    print("検査結果:" if a.findings else "検査結果: なし")
+    for f in a.findings:
+        print(f"  [{label(f.code)}] {f.text}" + (f" → {f.suggestion}" if f.suggestion else ""))
+    print(f"判定: {STATE_LABELS[a.state]}")
+    for note in a.transformed.notes:
         print(f"変換: {note}")
-    return 0
 
 
 def _parse_time(text: str | None, settings: Settings) -> float | None:
@@ -312,7 +304,7 @@ def _read_password(args) -> str:
 
 def cmd_user_add(settings: Settings, args) -> int:
     try:
-        addresses = [policy_mod.validate_address(a) for a in args.address]
+        addresses = [validate_address(a) for a in args.address]
         password_hash = hash_password(_read_password(args))
         _store(settings).add_user(args.username, password_hash, args.role, addresses, _actor())
     except ValueError as exc:

@@ -18,9 +18,9 @@ import signal
 import uvicorn
 
 from .policy import PolicyWatcher
-from .queue import QueueManager
-from .receive import RelayHandler, start_server
+from .qmgr.manager import QueueManager
 from .settings import Settings
+from .smtpd import RelayHandler, start_server
 from .store import AsyncStore, Store
 
 log = logging.getLogger("mailguard")
@@ -43,14 +43,14 @@ class _ConsoleServer(uvicorn.Server):
         yield
 
 
-async def _start_console(settings: Settings, store: Store, policies: PolicyWatcher):
+async def _start_console(settings: Settings, store: Store, db: AsyncStore, policies: PolicyWatcher):
     """The review console on MAILGUARD_WEB_LISTEN (HTTPS with MAILGUARD_TLS_CERT); None when unset."""
     if settings.web_listen is None:
         return None
     from .console.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings, store, policies), host=settings.web_listen.host, port=settings.web_listen.port,
+        create_app(settings, store, policies, db), host=settings.web_listen.host, port=settings.web_listen.port,
         log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
@@ -83,7 +83,7 @@ async def serve(settings: Settings) -> None:
              settings.smtp_listen, "on" if settings.tls_cert else "off",
              settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
 
-    console = await _start_console(settings, store, policies)
+    console = await _start_console(settings, store, db, policies)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

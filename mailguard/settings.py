@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     inspect_max_archive_entries: int = Field(default=1000, gt=0)
     inspect_max_compression_ratio: float = Field(default=100.0, gt=1)
     inspect_max_depth: int = Field(default=5, gt=0)
+    # Address space of each inspection worker (RLIMIT_AS); 0: no limit. A worker past it is replaced.
+    inspect_max_memory: int = Field(default=1024 * 1024 * 1024, ge=0)
 
     hold_delay: int = Field(default=300, ge=0)
     trusted_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = [
@@ -112,6 +114,15 @@ class Settings(BaseSettings):
     recipient_limit: int = Field(default=1000, gt=0)
     hop_limit: int = Field(default=50, gt=0)
     smtp_timeout: float = Field(default=300.0, gt=0)  # idle time per SMTP command
+    # Concurrent SMTP connections from one client address (Postfix smtpd_client_connection_count_limit).
+    smtp_max_connections_per_client: int = Field(default=20, gt=0)
+    # SMTP AUTH failures per user name or client address within the window lock both out (as the console does).
+    smtp_auth_max_failures: int = Field(default=5, gt=0)
+    smtp_auth_failure_window: float = Field(default=900.0, gt=0)
+    smtp_auth_lockout: float = Field(default=900.0, gt=0)
+    # Header From: of an authenticated user's message must be one of their addresses.
+    # "reject": 553 5.7.1; "sender": accept it and add Sender: with the user's address (RFC 5322 §3.6.2).
+    header_from_check: Literal["reject", "sender"] = "reject"
 
     retry_min_backoff: int = Field(default=300, gt=0)
     retry_max_backoff: int = Field(default=4000, gt=0)
@@ -192,13 +203,6 @@ class Settings(BaseSettings):
         if self.web_listen is None:
             return None
         return f"http{'s' if self.tls_cert else ''}://{self.web_listen}"
-
-    @property
-    def inspect_limits(self):
-        from .inspect.extract import Limits
-
-        return Limits(self.inspect_max_text_bytes, self.inspect_max_archive_entries,
-                      self.inspect_max_compression_ratio, self.inspect_max_depth, self.inspect_timeout)
 
     @property
     def db_path(self) -> Path:

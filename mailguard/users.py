@@ -12,21 +12,42 @@ thread. Passwords and hashes are never logged.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .policy import address_key
-from .store import Store
+from .address import address_key
 
 ROLES = ("staff", "manager", "admin")
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
-# A hash to verify against when the user does not exist, so that timing does not
-# tell an attacker which user names are real.
-_DUMMY_HASH = _hasher.hash("mailguard-no-such-user")
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so that timing does not
+    tell an attacker which user names are real. Made on first need, not at import."""
+    return _hasher.hash("mailguard-no-such-user")
+
+
+class Verifier:
+    """Argon2 checks on their own small bounded pool: a flood of attempts queues here
+    and cannot take the threads the console and the store's callers use."""
+
+    def __init__(self, threads: int = 2, name: str = "argon2"):
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+
+    async def authenticate(self, store, username: str, password: str) -> "User | None":
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, authenticate, store, username, password)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -47,15 +68,15 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def authenticate(store: Store, username: str, password: str) -> User | None:
+def authenticate(store, username: str, password: str) -> User | None:
     """The user if the name and password match an enabled account, else None. Blocking (CPU)."""
     row = store.get_user(username)
     try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+        _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     if row is None or row["disabled"]:
         return None
     if _hasher.check_needs_rehash(row["password_hash"]):
-        store.update_user(username, actor="system", password_hash=_hasher.hash(password))
+        store.rehash_password(username, _hasher.hash(password))
     return User(row["username"], row["role"], tuple(row["addresses"]))

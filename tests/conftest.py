@@ -238,6 +238,9 @@ class Relay:
         raise AssertionError(f"mailguard serve did not listen:\n{self.log()}")
 
     def stop(self) -> int | None:
+        if getattr(self, "_store", None) is not None:
+            self._store.close()
+            self._store = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -262,17 +265,28 @@ class Relay:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
+    @property
+    def store(self):
+        """The relay's store, opened in this process (state is read here, never through the CLI)."""
+        from mailguard.store import Store
+
+        if getattr(self, "_store", None) is None:
+            self._store = Store(Path(self.env["MAILGUARD_DATA_DIR"]) / "mailguard.sqlite3")
+        return self._store
+
+    def message(self, queue_id: str):
+        return self.store.get(queue_id)
+
     def findings(self, queue_id: str) -> list[str]:
         """Finding codes in the order shown to people (what drove the verdict first)."""
-        out = self.cli("queue", "show", queue_id).stdout
-        return [line.split("] ", 1)[1].split(":", 1)[0] for line in out.splitlines() if line.startswith("  [")]
+        return [f.code for f in self.store.get(queue_id).findings]
 
     def wait_decided(self, queue_id: str, timeout: float = 10.0) -> str:
         return wait_for(lambda: (s := self.state(queue_id)) != "incoming" and s, timeout, what="a decision")
 
     def state(self, queue_id: str) -> str:
-        out = self.cli("queue", "show", queue_id).stdout
-        return next(line.split()[1] for line in out.splitlines() if line.startswith("状態:"))
+        message = self.store.get(queue_id)
+        return str(message.state) if message else ""
 
 
 def relay_env(tmp: Path, port: int, upstream: Upstream | None, dns_port: int, **extra: str) -> dict[str, str]:

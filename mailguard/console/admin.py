@@ -20,7 +20,8 @@ import tomlkit
 from fastapi import FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from ..policy import PolicyError, PolicyWatcher, decode_csv, fax_display, update_file, validate_address
+from ..address import fax_display, validate_address
+from ..policy import PolicyError, PolicyWatcher, decode_csv, update_file
 from ..store import Store
 from ..users import ROLES, hash_password
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from ..model import FINAL_STATES, QueuedMessage, State
-from ..queue import act
+from ..qmgr.actions import ActionRefused, act
 from ..store import TransitionError
 
 
@@ -67,7 +67,8 @@ def _out(m: QueuedMessage) -> MessageOut:
     )
 
 
-def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see, permitted) -> None:
+def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see, permitted,
+                   allow_self_approval) -> None:
     async def user_of(request: Request):
         user = await current_user(request)
         if user is None:
@@ -114,11 +115,12 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
             raise HTTPException(404, "not found")
         if not permitted(user, action):
             raise HTTPException(403, "not allowed")
-        if action in ("approve", "reject") and not body.comment.strip():
-            raise HTTPException(422, "a comment is required to approve or reject")
         try:
             done = await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}",
-                                           body.comment.strip())
+                                           body.comment, user=user.username,
+                                           allow_self_approval=allow_self_approval())
+        except ActionRefused as exc:
+            raise HTTPException(422, str(exc)) from None
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         return _out(done)

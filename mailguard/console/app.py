@@ -29,13 +29,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from ..inspect.extract import attachment_name, html_text
 from .. import tokens
-from ..model import FINAL_STATES, HELD_STATES, QueuedMessage, State
+from ..check.content.mime import attachment_name
+from ..model import FINAL_STATES, HELD_STATES, STATE_LABELS, QueuedMessage, State
 from ..policy import PolicyWatcher
-from ..queue import act
+from ..qmgr.actions import ActionRefused, act
 from ..settings import Settings
 from ..store import Store, TransitionError
+from ..text import html_text
 from ..users import User, authenticate
 from .admin import add_admin_routes
 from .api import add_api_routes
@@ -44,17 +45,11 @@ from .security import (SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok,
 
 HERE = Path(__file__).parent
 
-STATE_LABELS = {
-    State.INCOMING: "検査中", State.DELAYED: "保留中 (送信待ち)", State.AWAITING_APPROVAL: "承認待ち",
-    State.READY: "送信準備中", State.DELIVERING: "送信中", State.DEFERRED: "再送待ち",
-    State.DELIVERED: "送信済み", State.CANCELLED: "取り消し済み", State.REJECTED: "却下",
-    State.BOUNCED: "不達",
-}
 ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今すぐ送信します", "approve": "承認しました",
                  "reject": "却下しました (送信者に通知します)"}
 
 
-def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> FastAPI:
+def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=None) -> FastAPI:
     app = FastAPI(title="mailguard", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   description="送信確認の API: 保留中のメールの確認・承認・却下・取り消し。"
                               "ログインしたセッションの Cookie と、変更には X-CSRF-Token ヘッダーが必要です。")
@@ -171,14 +166,15 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         manager = user.role in ("manager", "admin")
         if not permitted(user, action):
             raise HTTPException(403, "not allowed")
-        if action in ("approve", "reject") and not comment.strip():
+        try:
+            await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment,
+                                    user=user.username,
+                                    allow_self_approval=policies.current.approval.allow_self_approval)
+        except ActionRefused as exc:
             full = await asyncio.to_thread(store.get, queue_id, content=True)
             return page(request, "message.html", user, 400, m=full, view=await asyncio.to_thread(_view, full),
-                        manager=manager,
-                        own=may_see(user, full), allow_send_now=policies.current.hold.allow_send_now,
-                        error="承認・却下にはコメント (確認した内容や理由) を入力してください。")
-        try:
-            await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment.strip())
+                        manager=manager, own=may_see(user, full),
+                        allow_send_now=policies.current.hold.allow_send_now, error=str(exc))
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)
@@ -215,7 +211,8 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher) -> Fas
         return None if found is None else await asyncio.to_thread(store.get, found[0])
 
     add_admin_routes(app, store, policies, page, current_user, csrf_ok)
-    add_api_routes(app, settings, store, current_user, csrf_ok, may_see, permitted)
+    add_api_routes(app, settings, store, current_user, csrf_ok, may_see, permitted,
+                   lambda: policies.current.approval.allow_self_approval)
     return app
 
 

@@ -1,7 +1,7 @@
 """decide: turn a message's findings into a verdict.
 
 Each finding code maps to an action through the decision table (``decision.toml``
-``[actions]``, defaults in ``policy.DEFAULT_ACTIONS``); ``[[rules]]`` raise the
+``[actions]``, defaults in the ``findings`` catalogue); ``[[rules]]`` raise the
 action when several codes occur together (e.g. a first-time recipient *and*
 personal data → approval). The message gets the strongest action of all, so
 friction comes only with risk:
@@ -11,15 +11,16 @@ friction comes only with risk:
 No findings (every recipient internal) → deliver at once. ``delay`` sets the
 release time to receipt + the hold delay (手引き チェックリスト3-3 5)
 「一定の時間を置いてから送信」). ``approval`` waits for a manager. Findings in
-``policy.MANAGER_ONLY`` (a mistyped FAX number, a look-alike domain) always need
+``findings.MANAGER_ONLY`` (a mistyped FAX number, a look-alike domain, a failure) always need
 a manager, whatever the table says. Findings come back ordered so that what
 drove the verdict is shown first. Pure function: no I/O.
 """
 
 from __future__ import annotations
 
-from .model import Action, Finding, State, Verdict
-from .policy import MANAGER_ONLY, Policy
+from ..findings import MANAGER_ONLY
+from ..model import Action, Finding, State, Verdict
+from ..policy import Policy
 
 STATE_FOR = {
     Action.DELIVER: State.READY,

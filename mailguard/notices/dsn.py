@@ -26,7 +26,8 @@ from email.policy import compat32
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
-from .model import Envelope, Origin, QueuedMessage, Submission, new_queue_id
+from ..model import Envelope, Origin, QueuedMessage, Submission, new_queue_id
+from ..text import one_line
 
 # compat32 is the policy of the email.mime classes; only the line ends change.
 SMTP_POLICY = compat32.clone(linesep="\r\n")
@@ -68,7 +69,7 @@ def build(
     message_id = make_msgid(idstring=queue_id, domain=hostname)
     subject = "配送できなかったメールのお知らせ (Undelivered Mail Returned to Sender)"
     report["From"] = f"mailguard <MAILER-DAEMON@{hostname}>"
-    report["To"] = message.envelope.mail_from
+    report["To"] = one_line(message.envelope.mail_from, 320)
     report["Subject"] = Header(subject, "utf-8")
     report["Date"] = format_datetime(datetime.now(zone))
     report["Message-ID"] = message_id
@@ -92,17 +93,17 @@ def _human_text(message, failed, reason_ja, received, hostname) -> str:
         "このメールは送信ゲートウェイ mailguard が自動で送信しています。",
         "",
         "お送りいただいた次のメールは、下記の宛先に届けることができませんでした。",
-        f"{reason_ja}",
+        *reason_ja.splitlines(),
         "",
-        f"  件名:     {message.subject or '(件名なし)'}",
+        f"  件名:     {one_line(message.subject) or '(件名なし)'}",
         f"  受付日時: {received:%Y-%m-%d %H:%M} ({received.tzname()})",
         f"  受付番号: {message.queue_id}",
         "",
         "届かなかった宛先:",
     ]
     for address, (code, reply) in failed.items():
-        lines.append(f"  {address}")
-        lines.append(f"    応答: {code} {reply}")
+        lines.append(f"  {one_line(address, 320)}")
+        lines.append(f"    応答: {code} {one_line(reply, 900)}")
     lines += [
         "",
         "宛先のアドレスに誤りがないか確認してください。",
@@ -125,12 +126,12 @@ def _delivery_status(message, failed, remote, received, hostname) -> Message:
     blocks = [per_message]
     for address, (code, reply) in failed.items():
         block = Message()
-        block["Final-Recipient"] = f"rfc822; {address}"
+        block["Final-Recipient"] = f"rfc822; {one_line(address, 320)}"
         block["Action"] = "failed"
         block["Status"] = status_code(code, reply)
         if remote and remote != "outbox":
             block["Remote-MTA"] = f"dns; {remote}"
-        block["Diagnostic-Code"] = f"smtp; {code} {reply}".replace("\n", " ")
+        block["Diagnostic-Code"] = one_line(f"smtp; {code} {reply}", 900)
         blocks.append(block)
     part = Message()
     part.set_type("message/delivery-status")

@@ -1,8 +1,9 @@
-"""content: classify a message and each attachment as none / personal / sensitive.
+"""report: classify a message and each attachment as none / personal / sensitive.
 
-``scan`` (run in a worker process) extracts every part's text (``extract``),
-runs the detectors (``detect``) and classifies each top-level part — the body,
-each attachment — and the message as a whole:
+``scan`` (run in a worker process, see ``pool``) extracts every part's text
+(``extract``), runs the detectors (``detect``) and classifies each top-level
+part — the body, each attachment, known by its MIME part path — and the
+message as a whole:
 
 - ``sensitive``: 要配慮個人情報 about an identifiable person: a sensitive fact
   (病名, 障害, 服薬, 要介護度 …) together with something that identifies someone
@@ -14,26 +15,17 @@ each attachment — and the message as a whole:
 Findings: ``sensitive_data`` / ``personal_data`` per part, naming the kinds found
 with masked examples (full numbers never leave this module), and
 ``unscannable_content`` per part that could not be read, with the reason.
-
-``ContentInspector`` runs ``scan`` in a pebble process pool: CPU-bound work never
-stalls the SMTP sessions on the event loop, and a worker past the time limit is
-killed and replaced (the message is then ``unscannable``, never lost).
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import logging
-import multiprocessing
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..model import Finding, Severity
+from ... import findings as F
+from ...model import Finding
 from .detect import Detection, detect, detectors_for
 from .extract import Extraction, Limits, Unscannable, extract_message
-
-log = logging.getLogger("mailguard.inspect.content")
 
 LEVELS = ("none", "personal", "sensitive")
 BODY = "本文"
@@ -50,10 +42,11 @@ def classify(detections: list[Detection]) -> str:
 
 @dataclass(frozen=True)
 class PartReport:
-    name: str                        # BODY or the attachment's file name
+    name: str                        # BODY or the attachment's file name (for people)
     level: str
     detections: tuple[Detection, ...]
     places: tuple[str, ...] = ()     # where inside it: "2ページ", "シート 計画", "› 中の.docx"
+    path: str | None = None          # MIME part path of the attachment; None for the body
 
 
 @dataclass(frozen=True)
@@ -61,10 +54,15 @@ class ContentReport:
     level: str
     parts: tuple[PartReport, ...] = ()
     unscannable: tuple[Unscannable, ...] = ()
-    attachments: tuple[str, ...] = field(default=())
+    # top-level attachments, in order: (MIME part path, file name)
+    attachments: tuple[tuple[str, str], ...] = field(default=())
 
-    def level_of(self, attachment: str) -> str:
-        return next((p.level for p in self.parts if p.name == attachment), "none")
+    def level_of(self, path: str) -> str:
+        """The level of the attachment at MIME part ``path`` ("none" if nothing was found)."""
+        return next((p.level for p in self.parts if p.path == path), "none")
+
+    def name_of(self, path: str) -> str:
+        return next((name for p, name in self.attachments if p == path), path)
 
     def findings(self) -> list[Finding]:
         findings = []
@@ -73,15 +71,15 @@ class ContentReport:
                 continue
             sensitive = part.level == "sensitive"
             what = "要配慮個人情報" if sensitive else "個人情報"
-            findings.append(Finding(
-                "sensitive_data" if sensitive else "personal_data",
-                Severity.HIGH if sensitive else Severity.MEDIUM, part.name,
+            code = F.SENSITIVE_DATA if sensitive else F.PERSONAL_DATA
+            findings.append(code.finding(
+                part.name,
                 f"{'本文' if part.name == BODY else '添付ファイル ' + part.name} に{what}が含まれています: "
                 f"{summary(part.detections)}" + (f" (場所: {'、'.join(part.places[:5])})" if part.places else ""),
             ))
         for item in self.unscannable:
-            findings.append(Finding(
-                "unscannable_content", Severity.HIGH, item.attachment or item.where,
+            findings.append(F.UNSCANNABLE_CONTENT.finding(
+                self.name_of(item.attachment) if item.attachment else item.where,
                 f"{item.where} を検査できませんでした: {item.reason}。内容を人が確認する必要があります。",
             ))
         return findings
@@ -103,17 +101,19 @@ def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> Con
     """
     extraction: Extraction = extract_message(raw, limits)
     detectors = detectors_for(roster)
-    groups: dict[str, list[Detection]] = {}
-    places: dict[str, list[str]] = {}
+    names = dict(extraction.attachments)
+    groups: dict[str | None, list[Detection]] = {}
+    places: dict[str | None, list[str]] = {}
     for part in extraction.parts:
-        name = part.attachment or BODY
+        key = part.attachment
         found = detect(part.text, detectors)
-        groups.setdefault(name, []).extend(found)
-        place = _place(part.where, name)
-        if found and place and place not in places.setdefault(name, []):
-            places[name].append(place)
-    parts = tuple(PartReport(name, classify(found), tuple(found), tuple(places.get(name, ())))
-                  for name, found in groups.items())
+        groups.setdefault(key, []).extend(found)
+        place = _place(part.where, names.get(key, "")) if key else ""
+        if found and place and place not in places.setdefault(key, []):
+            places[key].append(place)
+    parts = tuple(PartReport(names.get(key, BODY) if key else BODY, classify(found), tuple(found),
+                             tuple(places.get(key, ())), key)
+                  for key, found in groups.items())
     everything = [d for found in groups.values() for d in found]
     return ContentReport(classify(everything), parts, tuple(extraction.unscannable), tuple(extraction.attachments))
 
@@ -122,41 +122,3 @@ def _place(where: str, name: str) -> str:
     """The part of ``where`` below the attachment: "添付 a.xlsx シート 計画" → "シート 計画"."""
     head = f"添付 {name}"
     return where.split(head, 1)[1].strip() if head in where else ""
-
-
-def _warm() -> bool:
-    """Load the detectors' dictionaries in a fresh worker."""
-    detect("利用者 山田太郎様")
-    return True
-
-
-class ContentInspector:
-    """Scans in a pool of worker processes, each scan bounded by ``limits.seconds``."""
-
-    def __init__(self, limits: Limits, workers: int):
-        import pebble
-
-        self.limits = limits
-        # spawn: forking a process that runs threads (the store's) is unsafe.
-        self._pool = pebble.ProcessPool(max_workers=workers, max_tasks=500,
-                                        context=multiprocessing.get_context("spawn"))
-
-    async def scan(self, raw: bytes, queue_id: str = "", roster: tuple = ((), ())) -> ContentReport:
-        future = self._pool.schedule(scan, args=(raw, self.limits, roster), timeout=self.limits.seconds)
-        try:
-            return await asyncio.wrap_future(future)
-        except concurrent.futures.TimeoutError:
-            log.warning("%s: content scan exceeded %gs; worker killed", queue_id, self.limits.seconds)
-            reason = f"検査が制限時間 ({self.limits.seconds:g} 秒) 内に終わりませんでした"
-        except Exception as exc:   # the worker died (memory, a crash in a parser)
-            log.exception("%s: content scan failed", queue_id)
-            reason = f"検査中にエラーが発生しました ({type(exc).__name__})"
-        return ContentReport("none", unscannable=(Unscannable("メール全体", reason, None),))
-
-    def warm(self) -> None:
-        for _ in range(2):
-            self._pool.schedule(_warm)
-
-    def close(self) -> None:
-        self._pool.stop()
-        self._pool.join()

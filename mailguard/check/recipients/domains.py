@@ -24,8 +24,9 @@ import dns.exception
 import dns.name
 import dns.resolver
 
-from ..model import Finding, Severity
-from ..settings import Settings
+from ... import findings as F
+from ...model import Finding
+from ...settings import Settings
 
 log = logging.getLogger("mailguard.inspect.domains")
 
@@ -98,15 +99,15 @@ class DomainChecker:
 
 def domain_findings(recipient: str, domain: str, status: DomainStatus | None) -> list[Finding]:
     if status in (DomainStatus.NOT_FOUND, DomainStatus.NO_MAIL_HOST):
-        return [Finding("domain_not_found", Severity.HIGH, recipient,
+        return [F.DOMAIN_NOT_FOUND.finding(recipient,
                         f"ドメイン {domain} は存在しないか、メールを受け取るサーバーがありません。"
                         "アドレスの打ち間違いではありませんか。")]
     if status is DomainStatus.NULL_MX:
-        return [Finding("domain_null_mx", Severity.HIGH, recipient,
+        return [F.DOMAIN_NULL_MX.finding(recipient,
                         f"ドメイン {domain} はメールを受け取らないと宣言しています (null MX, RFC 7505)。"
                         "宛先を確認してください。")]
     if status is DomainStatus.UNKNOWN:
-        return [Finding("domain_unverified", Severity.INFO, recipient,
+        return [F.DOMAIN_UNVERIFIED.finding(recipient,
                         f"ドメイン {domain} を DNS で確認できませんでした (応答なし)。"
                         "判定はほかの検査結果に従います。")]
     return []

@@ -21,15 +21,18 @@ event loop.
 
 from __future__ import annotations
 
-import html.parser
 import io
 import zipfile
 from dataclasses import dataclass, field
 from email import message_from_bytes
-from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32
 
+from . import mime
+from ...text import html_text
+from .mime import attachment_name, header_text
+
+MAX_MIME_DEPTH = 50   # nested multiparts deeper than this are a construction, not mail
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # an encrypted OOXML file is an OLE container
 
 
@@ -43,12 +46,18 @@ class Limits:
     max_depth: int = 5
     seconds: float = 30.0
 
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        """The limits MAILGUARD_INSPECT_* set."""
+        return cls(settings.inspect_max_text_bytes, settings.inspect_max_archive_entries,
+                   settings.inspect_max_compression_ratio, settings.inspect_max_depth, settings.inspect_timeout)
+
 
 @dataclass(frozen=True)
 class TextPart:
     where: str                  # e.g. "本文", "添付 careplan.xlsx シート 計画 B3"
     text: str
-    attachment: str | None      # top-level attachment file name; None for the body
+    attachment: str | None      # MIME part path of the top-level attachment (``mime``); None for the body
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,8 @@ class Unscannable:
 class Extraction:
     parts: list[TextPart] = field(default_factory=list)
     unscannable: list[Unscannable] = field(default_factory=list)
-    attachments: list[str] = field(default_factory=list)   # top-level attachment names, in order
+    # top-level attachments in order: (MIME part path, display name)
+    attachments: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LimitExceeded(Exception):
@@ -86,59 +96,60 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
     out = Extraction()
     budget = _Budget(limits)
     try:
-        _walk(message_from_bytes(raw, policy=compat32), "", None, 0, budget, out)
+        msg = message_from_bytes(raw, policy=compat32)
+        if msg.get("Subject"):
+            out.parts.append(TextPart("件名", budget.take(header_text(msg["Subject"])), None))
+        for path, part in mime.leaves(msg):
+            if mime.depth(path) > MAX_MIME_DEPTH:
+                raise LimitExceeded(f"MIME の入れ子が深すぎます (上限 {MAX_MIME_DEPTH} 階層)")
+            _top_level(path, part, budget, out)
     except LimitExceeded as exc:
         out.unscannable.append(Unscannable("メール全体", str(exc), None))
     return out
 
 
-def _walk(msg: Message, prefix: str, attachment: str | None, depth: int, budget: _Budget, out: Extraction) -> None:
+def _top_level(path: str, part: Message, budget: _Budget, out: Extraction) -> None:
+    """One leaf of the message itself: body text, or an attachment known by its path."""
+    ctype = part.get_content_type()
+    filename = attachment_name(part)
+    if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
+        name = filename or "転送メール"
+        out.attachments.append((path, name))
+        _walk(part.get_payload()[0], f"添付 {name} › ", path, 1, budget, out)
+        return
+    if filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
+        name = filename or f"(名前なし {ctype})"
+        out.attachments.append((path, name))
+        extract_file(name, part.get_payload(decode=True) or b"", ctype, f"添付 {name}", path, 1, budget, out)
+        return
+    _body_text(part, "", None, budget, out)
+
+
+def _body_text(part: Message, prefix: str, attachment: str | None, budget: _Budget, out: Extraction) -> None:
+    text = _decode(part.get_payload(decode=True) or b"", part.get_content_charset())
+    if part.get_content_type() == "text/html":
+        text = html_text(text)
+    out.parts.append(TextPart(f"{prefix}本文", budget.take(text), attachment))
+
+
+def _walk(msg: Message, prefix: str, attachment: str, depth: int, budget: _Budget, out: Extraction) -> None:
+    """A message inside an attachment (forwarded, or an .eml in a zip): all of it is that attachment's."""
     if depth > budget.limits.max_depth:
         raise LimitExceeded(f"入れ子が深すぎます (上限 {budget.limits.max_depth} 階層)")
     if msg.get("Subject"):
-        out.parts.append(TextPart(f"{prefix}件名", budget.take(_header_text(msg["Subject"])), attachment))
-    _visit(msg, prefix, attachment, depth, budget, out)
-
-
-def _visit(part: Message, prefix: str, attachment: str | None, depth: int, budget: _Budget, out: Extraction) -> None:
-    """One MIME node: a forwarded message is its own (deeper) message, not our body."""
-    ctype = part.get_content_type()
-    if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
-        name = attachment_name(part) or "転送メール"
-        if attachment is None:
-            out.attachments.append(name)
-        _walk(part.get_payload()[0], f"{prefix}添付 {name} › ", attachment or name, depth + 1, budget, out)
-        return
-    if part.is_multipart():
-        for child in part.get_payload():
-            _visit(child, prefix, attachment, depth, budget, out)
-        return
-    filename = attachment_name(part)
-    payload = part.get_payload(decode=True) or b""
-    if filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
-        name = filename or f"(名前なし {ctype})"
-        if attachment is None:
-            out.attachments.append(name)
-        extract_file(name, payload, ctype, f"{prefix}添付 {name}", attachment or name, depth + 1, budget, out)
-    else:
-        text = _decode(payload, part.get_content_charset())
-        if ctype == "text/html":
-            text = html_text(text)
-        out.parts.append(TextPart(f"{prefix}本文", budget.take(text), attachment))
-
-
-def attachment_name(part: Message) -> str | None:
-    """A part's file name, decoded (RFC 2231, and the RFC 2047 words Japanese mailers use).
-    The transform stage finds attachments by this same name."""
-    filename = part.get_filename()
-    return _header_text(filename) if filename else None
-
-
-def _header_text(value) -> str:
-    try:
-        return str(make_header(decode_header(str(value))))
-    except Exception:
-        return str(value)
+        out.parts.append(TextPart(f"{prefix}件名", budget.take(header_text(msg["Subject"])), attachment))
+    for _, part in mime.leaves(msg):
+        ctype = part.get_content_type()
+        filename = attachment_name(part)
+        if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
+            name = filename or "転送メール"
+            _walk(part.get_payload()[0], f"{prefix}添付 {name} › ", attachment, depth + 1, budget, out)
+        elif filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
+            name = filename or f"(名前なし {ctype})"
+            extract_file(name, part.get_payload(decode=True) or b"", ctype, f"{prefix}添付 {name}", attachment,
+                         depth + 1, budget, out)
+        else:
+            _body_text(part, prefix, attachment, budget, out)
 
 
 def _decode(data: bytes, charset: str | None) -> str:
@@ -164,34 +175,6 @@ def detect_text(data: bytes) -> str:
             pass
     best = from_bytes(data, cp_isolation=["cp932", "euc_jp", "iso2022_jp", "utf_16", "utf_8"]).best()
     return str(best) if best is not None else data.decode("cp932", "replace")
-
-
-class _HTMLText(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in ("br", "p", "div", "tr", "li", "td"):
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.chunks.append(data)
-
-
-def html_text(markup: str) -> str:
-    parser = _HTMLText()
-    parser.feed(markup)
-    parser.close()
-    return "".join(parser.chunks)
 
 
 def extract_file(name: str, data: bytes, ctype: str, where: str, attachment: str, depth: int,

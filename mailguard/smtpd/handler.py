@@ -1,4 +1,4 @@
-"""receive: the SMTP front (Postfix's smtpd + cleanup), on aiosmtpd.
+"""handler: relay control at MAIL/RCPT and the durable store at DATA (Postfix's smtpd + cleanup).
 
 Accepts mail from staff clients, multifunction printers and FAX gateways, and
 stores it durably before answering ``250``; it inspects nothing itself (the idle
@@ -22,26 +22,24 @@ Adds a Received: header (§4.4) and a Message-ID: when the message has none.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import re
-import ssl
-from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import formatdate, make_msgid
 from typing import Callable
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope as SMTPEnvelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, Envelope as SMTPEnvelope, Session
 
-from .model import Envelope, Submission, new_queue_id
-from .policy import address_key
-from .settings import Settings
-from .store import AsyncStore
-from .users import User, authenticate
+from ..address import address_key
+from ..model import Envelope, Submission, new_queue_id
+from ..settings import Settings
+from ..store import AsyncStore
+from ..text import subject_of
+from ..users import User, Verifier
 
-log = logging.getLogger("mailguard.receive")
+log = logging.getLogger("mailguard.smtpd")
 
 
 
@@ -53,37 +51,6 @@ def has_bare_cr_or_lf(data: bytes) -> bool:
     """
     pairs = data.count(b"\r\n")
     return data.count(b"\r") != pairs or data.count(b"\n") != pairs
-
-
-def _capture_credentials(server, session, envelope, mechanism, auth_data) -> AuthResult:
-    # aiosmtpd calls its authenticator synchronously; Argon2 verification must not
-    # run on the event loop, so this only hands the credentials to GuardSMTP._verify.
-    return AuthResult(success=True, auth_data=auth_data)
-
-
-class GuardSMTP(SMTP):
-    """aiosmtpd's SMTP with AUTH verified off the event loop."""
-
-    event_handler: "RelayHandler"
-
-    async def auth_PLAIN(self, _, args):
-        return await self._verify(await super().auth_PLAIN(_, args))
-
-    async def auth_LOGIN(self, _, args):
-        return await self._verify(await super().auth_LOGIN(_, args))
-
-    async def _verify(self, result: AuthResult) -> AuthResult:
-        if not result.success:
-            return result
-        creds: LoginPassword = result.auth_data
-        login = creds.login.decode("utf-8", "replace")
-        user = await self.event_handler.authenticate(login, creds.password.decode("utf-8", "replace"))
-        if user is None:
-            log.warning("authentication failed for %r from %s", login, _peer_ip(self.session))
-            await asyncio.sleep(1.0)
-            return AuthResult(success=False, handled=False)
-        log.info("authenticated %s from %s", user.username, _peer_ip(self.session))
-        return AuthResult(success=True, auth_data=user)
 
 
 def _peer_ip(session: Session) -> str:
@@ -102,9 +69,10 @@ class RelayHandler:
         self.settings = settings
         self.db = db
         self.on_accepted = on_accepted
+        self.verifier = Verifier(threads=2, name="smtp-auth")
 
     async def authenticate(self, login: str, password: str) -> User | None:
-        return await asyncio.to_thread(authenticate, self.db.store, login, password)
+        return await self.verifier.authenticate(self.db.store, login, password)
 
     def _trusted(self, session: Session) -> bool:
         try:
@@ -174,7 +142,7 @@ class RelayHandler:
             client_addr=_peer_ip(session),
             helo=session.host_name or "",
             message_id=message_id,
-            subject=_subject(headers),
+            subject=subject_of(headers),
         )
         try:
             await self.db.accept(sub, lifetime=self.settings.queue_lifetime)
@@ -212,47 +180,3 @@ def _parse_headers(raw: bytes):
     # compat32 reads headers as stored, without the modern policy's costly parsing;
     # we need only a count of Received: and two values.
     return BytesHeaderParser(policy=compat32).parsebytes(raw)
-
-
-def _subject(headers) -> str:
-    """The Subject: decoded from RFC 2047 words; an undecodable one must not stop acceptance."""
-    value = headers.get("Subject")
-    if value is None:
-        return ""
-    try:
-        return str(make_header(decode_header(str(value))))[:500]
-    except Exception:
-        return str(value)[:500]
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    return context
-
-
-async def start_server(settings: Settings, handler: RelayHandler) -> asyncio.AbstractServer:
-    """Listen on MAILGUARD_SMTP_LISTEN on the running loop (no Controller thread)."""
-    context = tls_context(settings)
-    loop = asyncio.get_running_loop()
-
-    def factory() -> GuardSMTP:
-        return GuardSMTP(
-            handler,
-            data_size_limit=settings.message_size_limit,
-            enable_SMTPUTF8=True,
-            hostname=settings.hostname,
-            ident="mailguard ESMTP",
-            tls_context=context,
-            timeout=settings.smtp_timeout,
-            auth_require_tls=True,
-            authenticator=_capture_credentials,
-            loop=loop,
-        )
-
-    listen = settings.smtp_listen
-    return await loop.create_server(factory, host=listen.host, port=listen.port, reuse_address=True)
-

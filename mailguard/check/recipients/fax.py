@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import phonenumbers
 from rapidfuzz.distance import OSA
 
-from ..model import Finding, Severity
-from ..policy import FaxGateway, Policy, fax_display, fax_e164
+from ... import findings as F
+from ...address import fax_display, fax_e164
+from ...model import Finding, Route
+from ...policy import FaxGateway, Policy
 
 _RFC3192 = re.compile(r"^fax=(?P<number>\+?[0-9]+)(/.*)?$", re.IGNORECASE)
 
@@ -65,22 +67,27 @@ def _digits(e164: str) -> str:
     return str(phonenumbers.parse(e164, None).national_number)
 
 
-def fax_findings(recipient: FaxRecipient, policy: Policy) -> list[Finding]:
-    if recipient.e164 is None:
-        return [Finding("fax_number_invalid", Severity.HIGH, recipient.address,
-                        f"FAX 番号として読めません: {recipient.written}。番号を確認してください。")]
-    if policy.fax_entry(recipient.e164) is not None:
+def fax_findings(recipient: Route, policy: Policy) -> list[Finding]:
+    """Findings for one FAX route: registered → none; near a registered number →
+    ``fax_number_mistyped``; otherwise ``unregistered_fax`` or ``fax_number_invalid``."""
+    if recipient.fax_e164 is None:
+        return [Finding(F.FAX_NUMBER_INVALID, F.FAX_NUMBER_INVALID.severity, recipient.address,
+                        f"FAX 番号として読めません: {recipient.fax_written}。番号を確認してください。")]
+    if policy.fax_entry(recipient.fax_e164) is not None:
         return []
-    shown = fax_display(recipient.e164)
+    shown = fax_display(recipient.fax_e164)
     for entry in policy.address_book.fax:
-        if OSA.distance(_digits(recipient.e164), _digits(entry.number)) == 1:
+        mine, theirs = _digits(recipient.fax_e164), _digits(entry.number)
+        if OSA.distance(mine, theirs) == 1:
             meant = fax_display(entry.number)
+            how = "隣り合う2桁が入れ替わっています" if len(mine) == len(theirs) and sorted(mine) == sorted(theirs) \
+                else "1桁だけ違います"
             return [Finding(
-                "fax_number_mistyped", Severity.CRITICAL, recipient.address,
-                f"FAX 番号 {shown} は登録済みの {meant} ({entry.organisation}) と1桁だけ違います。"
+                F.FAX_NUMBER_MISTYPED, F.FAX_NUMBER_MISTYPED.severity, recipient.address,
+                f"FAX 番号 {shown} は登録済みの {meant} ({entry.organisation}) と比べて{how}。"
                 f"番号の打ち間違いではありませんか。管理者の確認なしには送信しません。",
                 suggestion=f"{meant} ({entry.organisation})",
             )]
-    return [Finding("unregistered_fax", Severity.HIGH, recipient.address,
+    return [Finding(F.UNREGISTERED_FAX, F.UNREGISTERED_FAX.severity, recipient.address,
                     f"アドレス帳に登録されていない FAX 番号です: {shown}。"
                     "番号と送り先を確認してください。")]

@@ -15,12 +15,10 @@ Past ``max_visible_external`` addresses or ``max_visible_organisations`` parties
 
 from __future__ import annotations
 
-from publicsuffixlist import PublicSuffixList
-
-from ..model import Finding, Severity
-from ..policy import Policy, address_key
-
-_psl = PublicSuffixList()
+from ... import findings as F
+from ...address import address_key, registrable_domain
+from ...model import Finding
+from ...policy import Policy
 
 
 def _party(address: str, policy: Policy) -> str:
@@ -31,7 +29,7 @@ def _party(address: str, policy: Policy) -> str:
     domain = key.rpartition("@")[2]
     if domain in policy.exposure.personal_domains:
         return "person:" + key
-    return "domain:" + (_psl.privatesuffix(domain) or domain)
+    return "domain:" + (registrable_domain(domain) or domain)
 
 
 def exposure_findings(visible: list[tuple[str, str]], policy: Policy) -> list[Finding]:
@@ -46,7 +44,7 @@ def exposure_findings(visible: list[tuple[str, str]], policy: Policy) -> list[Fi
         return []
     summary = f"社外の宛先 {len(external)} 件 ({len(parties)} 者) が To/Cc で互いに見える状態です"
     if rules.handling == "bcc":
-        return [Finding("mass_mail_rewritten", Severity.MEDIUM, f"To/Cc {len(external)}件",
+        return [F.MASS_MAIL_REWRITTEN.finding(f"To/Cc {len(external)}件",
                         f"{summary}。宛先が互いに見えないよう、Bcc に移して送信します。")]
-    return [Finding("mass_mail_exposure", Severity.HIGH, f"To/Cc {len(external)}件",
+    return [F.MASS_MAIL_EXPOSURE.finding(f"To/Cc {len(external)}件",
                     f"{summary}。一斉送信は Bcc を使ってください。このままでは宛先どうしにアドレスが漏れます。")]

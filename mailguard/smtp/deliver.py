@@ -31,8 +31,8 @@ from pathlib import Path
 import aiosmtplib
 from aiosmtplib import SMTPException, SMTPResponseException, SMTPServerDisconnected
 
-from .model import QueuedMessage
-from .settings import Settings
+from ..model import QueuedMessage
+from ..settings import Settings
 
 log = logging.getLogger("mailguard.deliver")
 

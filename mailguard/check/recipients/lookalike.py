@@ -26,19 +26,18 @@ from dataclasses import dataclass
 
 import confusable_homoglyphs
 import idna
-from publicsuffixlist import PublicSuffixList
 from rapidfuzz.distance import OSA
 
-from ..model import Finding, Severity
-from ..policy import Policy, address_key
+from ... import findings as F
+from ...address import address_key, public_suffix
+from ...model import Finding
+from ...policy import Policy
 
 # Local parts too common to mean "the same person" at another domain.
 GENERIC_LOCAL_PARTS = frozenset({
     "info", "admin", "office", "contact", "mail", "support", "soumu", "jimu", "kaigo", "fax",
     "postmaster", "webmaster", "noreply", "no-reply", "sales", "center", "center1", "renraku",
 })
-
-_psl = PublicSuffixList()   # the list bundled with the package: never fetched at run time
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def skeleton(domain: str) -> str:
 def _split_suffix(domain: str) -> tuple[str, str] | None:
     """(everything left of the public suffix, the suffix):
     ``minato-hospital.co.jp`` → ("minato-hospital", "co.jp")."""
-    suffix = _psl.publicsuffix(domain)
+    suffix = public_suffix(domain)
     if not suffix or suffix == domain:
         return None
     return domain[: -len(suffix) - 1], suffix
@@ -140,8 +139,8 @@ def recipient_lookalikes(recipient: str, pool: tuple[Candidate, ...]) -> list[Fi
             meant = candidate.address if candidate.local == local or not candidate.local \
                 else f"{local}@{candidate.domain}"
             meant = meant if not meant.startswith("@") else f"{local}{meant}"
-            return [Finding(
-                "lookalike_domain", Severity.CRITICAL, recipient,
+            return [F.LOOKALIKE_DOMAIN.finding(
+                recipient,
                 f"{reason}。登録済みの宛先 {candidate.label()} と似ていますが、別の宛先です。"
                 f"本当は {meant} ではありませんか。",
                 suggestion=meant,
@@ -149,8 +148,8 @@ def recipient_lookalikes(recipient: str, pool: tuple[Candidate, ...]) -> list[Fi
     for candidate in pool:
         if (candidate.local and candidate.local == local and len(local) >= 3
                 and local not in GENERIC_LOCAL_PARTS and candidate.domain != domain):
-            return [Finding(
-                "same_local_part_other_domain", Severity.HIGH, recipient,
+            return [F.SAME_LOCAL_PART_OTHER_DOMAIN.finding(
+                recipient,
                 f"登録済みの {candidate.label()} と同じ名前 ({local}) で、別のドメインの宛先です。"
                 f"本当は {candidate.address} ではありませんか。",
                 suggestion=candidate.address,
@@ -179,8 +178,8 @@ def display_name_findings(visible: list[tuple[str, str]], policy: Policy) -> lis
                 break
             if entry is not None and entry.organisation == registered.organisation:
                 break   # another registered address of the same organisation
-            findings.append(Finding(
-                "display_name_mismatch", Severity.CRITICAL, address,
+            findings.append(F.DISPLAY_NAME_MISMATCH.finding(
+                address,
                 f"表示名「{name}」は登録済みの {registered.address} ({registered.organisation}) を"
                 f"示していますが、実際の宛先は {address} です。",
                 suggestion=registered.address,

@@ -1,0 +1,70 @@
+"""mime: one numbering of a message's MIME parts, shared by inspection and transform.
+
+A part is named by its path, as IMAP numbers body parts (RFC 3501 §6.4.5):
+the children of the top-level multipart are ``1``, ``2``, …; their children
+``1.1``, ``1.2``, …; a single-part message is ``1``. Inspection reports
+attachments by path and transform replaces exactly those paths, so a file name
+(which may be missing, repeated, raw UTF-8 or a broken RFC 2047 word) never
+decides which part is protected. A forwarded message (``message/rfc822``) is
+one part here: its insides belong to it. Walks are iterative: a message nested
+thousands deep cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+from typing import Iterator
+
+from ...text import decode_words as header_text
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def child_path(parent: str, index: int) -> str:
+    return f"{parent}.{index}" if parent else str(index)
+
+
+def is_container(part: Message) -> bool:
+    """A multipart we descend into (a forwarded message is a leaf: it travels whole)."""
+    return part.is_multipart() and part.get_content_type() != "message/rfc822"
+
+
+def containers(msg: Message) -> Iterator[tuple[str, Message]]:
+    """Every multipart container with its path (the root is ``""``), parents first."""
+    stack = [("", msg)]
+    while stack:
+        path, part = stack.pop()
+        if not is_container(part):
+            continue
+        yield path, part
+        children = part.get_payload()
+        for index in range(len(children), 0, -1):
+            stack.append((child_path(path, index), children[index - 1]))
+
+
+def leaves(msg: Message) -> Iterator[tuple[str, Message]]:
+    """Every leaf part (and every forwarded message, whole) with its path, in order."""
+    if not is_container(msg):
+        yield "1", msg
+        return
+    for path, container in containers(msg):
+        for index, child in enumerate(container.get_payload(), 1):
+            if not is_container(child):
+                yield child_path(path, index), child
+
+
+def depth(path: str) -> int:
+    return path.count(".") + 1 if path else 0
+
+
+def attachment_name(part: Message) -> str | None:
+    """A part's file name, decoded (RFC 2231, and the RFC 2047 words Japanese mailers use),
+    with control and bidirectional-override characters removed. None when it has none."""
+    try:
+        filename = part.get_filename()
+    except Exception:   # a broken parameter: the part still exists, it just has no usable name
+        return None
+    if not filename:
+        return None
+    return _CONTROLS.sub("", header_text(filename)) or None

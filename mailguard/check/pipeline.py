@@ -1,0 +1,153 @@
+"""pipeline: one message through inspect → decide → transform → notices, the same everywhere.
+
+``assess`` is the only place the stages are put together: the queue manager
+runs it for every accepted message and ``mailguard scan`` runs it for a file,
+so the same message with the same facts gets the same verdict in both.
+
+Receives the stored message, its routes (``route``), the policy in force, the
+``Facts`` gathered beforehand (DNS, past recipients) and the content report
+(from the worker pool; None when no copy leaves). Hands on an ``Assessment``:
+findings and verdict, the state to store, the transformed message, and the
+notices to queue with it.
+
+Fault isolation (as Postfix's qmgr isolates a bad queue file): whatever one
+stage raises for this message makes it wait for a manager with a finding that
+says what failed (``inspection_failed`` / ``processing_failed``), unchanged; a
+notice that cannot be built never blocks the message's own decision. Nothing
+here raises for a bad message. CPU grows with the message: run it off the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from .. import findings as F
+from ..model import Action, Finding, Origin, QueuedMessage, Route, State, Submission, Verdict
+from ..notices import compose
+from ..policy import Policy
+from ..settings import Settings
+from .content.report import ContentReport
+from .decide import STATE_FOR, decide
+from .recipients import Facts, check_recipients, visible_recipients
+from .transform import Transformed, encryption_targets, transform
+
+log = logging.getLogger("mailguard.check")
+
+HELD = (State.DELAYED, State.AWAITING_APPROVAL)
+STAGE_LABELS = {"inspect": "検査", "decide": "判定", "transform": "送信前の変換 (添付ファイルの暗号化など)",
+                "notice": "送信者への通知の作成", "store": "判定結果の保存"}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    verdict: Verdict
+    state: State
+    transformed: Transformed = field(default_factory=Transformed)
+    notices: tuple[Submission, ...] = ()
+    failures: tuple[str, ...] = ()        # "stage: ExceptionType: text", for the log
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return self.verdict.findings
+
+
+def failure_finding(stage: str, subject: str) -> Finding:
+    """What a person sees when a stage failed for this message (never the exception text)."""
+    code = F.INSPECTION_FAILED if stage == "inspect" else F.PROCESSING_FAILED
+    return code.finding(subject, f"{STAGE_LABELS.get(stage, stage)}の途中でエラーが発生したため、自動では送信しません。"
+                                 "管理者が内容を確認してください。")
+
+
+def held_for_failure(message: QueuedMessage, stage: str, findings: tuple[Finding, ...] = (),
+                     failures: tuple[str, ...] = ()) -> Assessment:
+    """The safe outcome for a message a stage failed on: unchanged, waiting for a manager."""
+    verdict = Verdict(Action.APPROVAL, None, (failure_finding(stage, message.queue_id), *findings))
+    return Assessment(verdict, State.AWAITING_APPROVAL, failures=failures)
+
+
+def assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, facts: Facts,
+           content: ContentReport | None, settings: Settings) -> Assessment:
+    """The whole decision on one message. Never raises for a bad message."""
+    if message.origin is not Origin.SMTP:   # our own DSNs and notices go straight out
+        return Assessment(Verdict(Action.DELIVER, None, ()), State.READY)
+    failures: list[str] = []
+    raw = message.content or b""
+    try:
+        found = tuple(inspect(raw, routes, policy, facts, content))
+    except Exception as exc:
+        failures.append(_failed(message, "inspect", exc))
+        return held_for_failure(message, "inspect", failures=tuple(failures))
+    try:
+        verdict = decide(found, policy, received_at=message.received_at, hold_delay=settings.hold_delay)
+    except Exception as exc:
+        failures.append(_failed(message, "decide", exc))
+        return held_for_failure(message, "decide", found, tuple(failures))
+    try:
+        transformed = transform(raw, routes, verdict, policy, content)
+    except Exception as exc:
+        failures.append(_failed(message, "transform", exc))
+        return held_for_failure(message, "transform", verdict.findings, tuple(failures))
+    state = STATE_FOR[verdict.action]
+    notices: list[Submission] = []
+    if transformed.password is not None:
+        try:
+            notice = compose.password(message, [r.address for r in routes if r.leaves], list(transformed.encrypted),
+                                      transformed.password, policy.encryption.archive_name, settings)
+        except Exception as exc:
+            # Without its password the recipient could not open the zip: hold instead.
+            failures.append(_failed(message, "notice", exc))
+            return held_for_failure(message, "notice", verdict.findings, tuple(failures))
+        if notice is not None:
+            notices.append(notice)
+    notices += _state_notices(message, verdict, state, policy, settings, failures)
+    return Assessment(verdict, state, transformed, tuple(notices), tuple(failures))
+
+
+def inspect(raw: bytes, routes: tuple[Route, ...], policy: Policy, facts: Facts,
+            content: ContentReport | None) -> list[Finding]:
+    """Every finding: recipients (envelope, then what To:/Cc: show), then content."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    found = check_recipients(routes, visible_recipients(headers), policy, facts)
+    if content is not None:
+        found += content.findings()
+        if encryption_targets(routes, policy, content) and is_signed(headers):
+            found.append(F.SIGNED_NOT_ENCRYPTABLE.finding(
+                "署名付きメール", "電子署名付きのメールのため、個人情報を含む添付ファイルを暗号化すると署名が壊れます。"
+                                "変更せずに保留しました。管理者が確認してください。"))
+    return found
+
+
+def is_signed(headers) -> bool:
+    """S/MIME or PGP/MIME signed or enveloped (RFC 8551, RFC 3156): altering it breaks the signature."""
+    ctype = str(headers.get("Content-Type", "")).lower()
+    return ctype.startswith("multipart/signed") or "pkcs7-mime" in ctype or "multipart/encrypted" in ctype
+
+
+def _state_notices(message: QueuedMessage, verdict: Verdict, state: State, policy: Policy,
+                   settings: Settings, failures: list[str]) -> list[Submission]:
+    """The held notice or the rejection DSN; one that cannot be built is logged and left out."""
+    try:
+        if state is State.REJECTED:
+            notice = compose.rejected(message, "送信ポリシーにより送信を中止しました", settings)
+        elif state in HELD and policy.hold.notify_sender:
+            notice = compose.held(message, verdict, settings)
+        else:
+            notice = None
+    except Exception as exc:
+        failures.append(_failed(message, "notice", exc))
+        return []
+    return [notice] if notice is not None else []
+
+
+def _failed(message: QueuedMessage, stage: str, exc: Exception) -> str:
+    log.error("%s: %s failed; the message waits for a manager: %s: %s",
+              message.queue_id, stage, type(exc).__name__, exc, exc_info=exc)
+    return f"{stage}: {type(exc).__name__}: {str(exc)[:300]}"
+
+
+def without_content(assessment: Assessment) -> Assessment:
+    """The same decision stored without changes or notices (when storing those failed)."""
+    return replace(assessment, transformed=Transformed(), notices=())

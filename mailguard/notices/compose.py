@@ -1,0 +1,132 @@
+"""compose: the notices mailguard writes to a sender, in Japanese, all built one way.
+
+- held (delayed or awaiting approval): what, to whom, why, until when, with a
+  signed single-use link that cancels it without logging in, and a link to the
+  console to send it now (that needs a login);
+- approved by a manager: that it is on its way, and the manager's comment;
+- the generated password of an encrypted attachment, to the sender only (never
+  to the recipient: PPAP was abolished by the government in 2020);
+- rejected by a manager or the policy: a DSN (``dsn``).
+
+Notices leave with the null reverse-path (they never bounce), ``Auto-Submitted``
+(RFC 3834), and origin NOTICE (they are not inspected or held again). Every
+value taken from the message (subject, Message-ID, addresses) is made one line
+without control characters before it goes into a header (``one_line``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+from .. import tokens
+from ..model import Envelope, Origin, QueuedMessage, Submission, Verdict, new_queue_id
+from ..settings import Settings
+from . import dsn
+from ..text import message_id_ref, one_line
+
+def _notice(message: QueuedMessage, subject: str, lines: list[str], settings: Settings) -> Submission:
+    notice = EmailMessage()
+    notice["From"] = f"mailguard <postmaster@{settings.hostname}>"
+    notice["To"] = one_line(message.envelope.mail_from, 320)
+    notice["Subject"] = one_line(subject, 300)
+    notice["Date"] = format_datetime(datetime.now(settings.zone))
+    queue_id = new_queue_id()
+    notice["Message-ID"] = make_msgid(idstring=queue_id, domain=settings.hostname)
+    notice["Auto-Submitted"] = "auto-generated"    # RFC 3834
+    reference = message_id_ref(message.message_id)
+    if reference:
+        notice["In-Reply-To"] = reference
+    notice.set_content("\n".join(["このメールは送信ゲートウェイ mailguard が自動で送信しています。", "", *lines]) + "\n",
+                       charset="utf-8")
+    return Submission(queue_id=queue_id, envelope=Envelope("", (message.envelope.mail_from,)),
+                      content=notice.as_bytes(policy=SMTP), auth_user=None, client_addr="127.0.0.1",
+                      helo=settings.hostname, message_id=notice["Message-ID"], subject=str(notice["Subject"]),
+                      origin=Origin.NOTICE)
+
+
+def _when(ts: float, settings: Settings) -> str:
+    return datetime.fromtimestamp(ts, settings.zone).strftime("%Y-%m-%d %H:%M")
+
+
+def held(message: QueuedMessage, verdict: Verdict, settings: Settings) -> Submission | None:
+    """The notice for a message just held; None when there is nobody to tell or no console."""
+    base = settings.console_url
+    if not message.envelope.mail_from or base is None:
+        return None
+    approval = verdict.release_at is None
+    until = "管理者が確認するまで送信されません。" if approval else \
+        f"{_when(verdict.release_at, settings)} に送信されます (それまでは取り消せます)。"
+    reasons = [f"  ・{f.text}" + (f" → 本当は {f.suggestion} ではありませんか" if f.suggestion else "")
+               for f in verdict.findings[:8]]
+    link = f"{base}/t/{tokens.make(settings.data_dir, message.queue_id)}"
+    lines = [
+        f"お送りいただいたメールを{'保留し、管理者の承認を待っています' if approval else '送信前に保留しています'}。",
+        "",
+        f"  件名:     {one_line(message.subject) or '(件名なし)'}",
+        f"  宛先:     {', '.join(message.envelope.rcpt_tos)}",
+        f"  受付日時: {_when(message.received_at, settings)}",
+        f"  受付番号: {message.queue_id}",
+        "",
+        until,
+        "",
+        "理由:",
+        *reasons,
+        "",
+        "宛先や内容に誤りがあれば、次のリンクから送信を取り消してください (ログイン不要、1回限り):",
+        f"  {link}",
+        "",
+        "今すぐ送信する場合や詳しい内容は、確認画面でご確認ください (ログインが必要です):",
+        f"  {base}/messages/{message.queue_id}",
+    ]
+    kind = "承認待ち" if approval else "送信保留"
+    return _notice(message, f"【mailguard】{kind}: {one_line(message.subject, 120) or '(件名なし)'}", lines, settings)
+
+
+def approved(message: QueuedMessage, actor: str, comment: str, settings: Settings) -> Submission | None:
+    if not message.envelope.mail_from:
+        return None
+    lines = [
+        "お送りいただいた次のメールは、管理者が確認して送信を承認しました。まもなく送信されます。",
+        "",
+        f"  件名:     {one_line(message.subject) or '(件名なし)'}",
+        f"  宛先:     {', '.join(message.envelope.rcpt_tos)}",
+        f"  受付番号: {message.queue_id}",
+        f"  承認者:   {actor}",
+    ] + ([f"  コメント: {comment}"] if comment else [])
+    return _notice(message, f"【mailguard】承認されました: {one_line(message.subject, 120) or '(件名なし)'}", lines, settings)
+
+
+def password(message: QueuedMessage, recipients: list[str], names: list[str], password: str,
+             archive_name: str, settings: Settings) -> Submission | None:
+    """The generated password of an encrypted attachment, for the sender's eyes only."""
+    if not message.envelope.mail_from:
+        return None
+    lines = [
+        f"件名「{one_line(message.subject)}」(受付番号 {message.queue_id}) の添付ファイルに個人情報が含まれていたため、",
+        f"暗号化した zip ファイル「{archive_name}」にまとめて送ります。",
+        "",
+        f"  宛先:       {', '.join(recipients)}",
+        f"  ファイル:   {', '.join(names)}",
+        f"  パスワード: {password}",
+        "",
+        "パスワードは、電話など、メール以外の方法で相手にお伝えください。",
+        "パスワードを別のメールで送ると、誤送信のときに一緒に漏れてしまいます",
+        "(パスワード付き zip とパスワードを続けてメールで送る方法 (PPAP) は、2020年に政府が廃止しました)。",
+        "よく送る相手とは、パスワードを事前に取り決めてアドレス帳に登録すると、この手間がなくなります。",
+    ]
+    subject = f"【mailguard】暗号化した添付ファイルのパスワード ({one_line(message.subject, 120) or '件名なし'})"
+    return _notice(message, subject, lines, settings)
+
+
+def rejected(message: QueuedMessage, comment: str, settings: Settings) -> Submission | None:
+    """The DSN that tells a sender a manager (or the policy) refused their message."""
+    if not dsn.needs_dsn(message):
+        return None
+    comment = one_line(comment, 500)
+    reply = "5.7.1 delivery not authorised" + (f": {comment}" if comment else "")
+    reason = "管理者の判断により、このメールは送信されませんでした。" + (f"\n理由: {comment}" if comment else "")
+    return dsn.build(message, {r: (550, reply) for r in message.pending_recipients},
+                     reason_ja=reason, remote=None, hostname=settings.hostname, zone=settings.zone)

@@ -1,0 +1,74 @@
+"""The policy in force: one immutable snapshot of every file, swapped whole on reload.
+
+Answers the questions every stage asks: is an address internal, which
+address-book entry registers it, which FAX entry or gateway, how long the hold.
+Addresses are compared in ``address.address_key`` form. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..address import address_key
+from ..findings import DEFAULT_ACTIONS
+from ..model import Action
+from .files import (AddressBookFile, ApprovalSection, DecisionFile, DomainEntry, EmailEntry, EncryptionSection,
+                    ExposureSection, FaxEntry, FaxFile, FaxGateway, HoldSection, OrganisationFile,
+                    OrganisationSection, Rule)
+from .roster import Roster
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The policy in force: one immutable snapshot, swapped whole on reload."""
+
+    organisation: OrganisationSection
+    hold: HoldSection
+    address_book: AddressBookFile
+    actions: dict[str, Action]
+    rules: tuple[Rule, ...] = ()
+    exposure: ExposureSection = ExposureSection()
+    encryption: EncryptionSection = EncryptionSection()
+    fax_gateways: dict[str, FaxGateway] = field(default_factory=dict)
+    roster: Roster = field(default_factory=lambda: Roster((), ()))
+    approval: ApprovalSection = ApprovalSection()
+    _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
+    _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
+    _faxes: dict[str, FaxEntry] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, org: OrganisationFile, book: AddressBookFile, decision: DecisionFile,
+              fax: FaxFile | None = None, roster: "Roster | None" = None) -> "Policy":
+        return cls(
+            roster=roster or Roster((), ()),
+            organisation=org.organisation, hold=org.hold, approval=org.approval, address_book=book,
+            actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},
+            rules=tuple(decision.rules), exposure=decision.exposure, encryption=decision.encryption,
+            fax_gateways={g.domain: g for g in (fax.gateway if fax else [])},
+            _emails={address_key(e.address): e for e in book.email},
+            _domains={d.domain: d for d in book.domain},
+            _faxes={f.number: f for f in book.fax},
+        )
+
+    def is_internal(self, address: str) -> bool:
+        """True when the address's domain is one of ours (or a subdomain, if allowed)."""
+        domain = address_key(address).rpartition("@")[2]
+        for own in self.organisation.internal_domains:
+            if domain == own or (self.organisation.include_subdomains and domain.endswith("." + own)):
+                return True
+        return False
+
+    def lookup(self, address: str) -> EmailEntry | DomainEntry | None:
+        """The address-book entry that registers this address: exact address first, then its domain."""
+        key = address_key(address)
+        return self._emails.get(key) or self._domains.get(key.rpartition("@")[2])
+
+    def fax_entry(self, e164: str) -> FaxEntry | None:
+        return self._faxes.get(e164)
+
+    def fax_gateway(self, address: str) -> FaxGateway | None:
+        return self.fax_gateways.get(address_key(address).rpartition("@")[2])
+
+    def hold_delay(self, default: int) -> int:
+        return default if self.hold.delay_seconds is None else self.hold.delay_seconds
+

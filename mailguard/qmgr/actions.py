@@ -1,0 +1,70 @@
+"""actions: what a person may do to a held message, with the same rules from every door.
+
+The console pages, the JSON API and the CLI all call ``act``; none of them imports
+the pipeline. Rules (手引き チェックリスト3-3 4): 送信前の確認):
+
+- ``release`` (send now: delayed → ready), ``approve`` (awaiting_approval → ready),
+  ``cancel`` (any state before delivery → cancelled), ``reject`` (→ rejected, DSN);
+- approving or rejecting needs a comment that says what was checked or why;
+- a manager does not approve their own message unless ``[approval]
+  allow_self_approval`` says so (a second pair of eyes is the point);
+- approving tells the sender; rejecting sends them a DSN with the reason.
+
+Raises ``ActionRefused`` (a Japanese reason) for a broken rule and
+``store.TransitionError`` when the message is not in a state that allows it.
+"""
+
+from __future__ import annotations
+
+from ..model import QueuedMessage, State
+from ..notices import compose
+from ..settings import Settings
+from ..store import Store, TransitionError
+
+ACTIONS = ("release", "approve", "cancel", "reject")
+MAX_COMMENT = 2000
+
+
+class ActionRefused(Exception):
+    """The action breaks a rule; ``str()`` is the Japanese reason shown to the person."""
+
+
+def clean_comment(comment: str) -> str:
+    """A comment as it will be stored and mailed: one paragraph per line, no control
+    characters. Raises ActionRefused when it is too long."""
+    lines = ["".join(ch for ch in line if ch == "\t" or ch >= " " and ch != "\x7f")
+             for line in comment.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    text = "\n".join(line.rstrip() for line in lines).strip()
+    if len(text) > MAX_COMMENT:
+        raise ActionRefused(f"コメントが長すぎます ({MAX_COMMENT} 文字まで)。")
+    return text
+
+
+def check(action: str, message: QueuedMessage, actor_user: str | None, comment: str,
+          allow_self_approval: bool) -> None:
+    """The rules that do not depend on the message's state. Raises ActionRefused."""
+    if action not in ACTIONS:
+        raise ActionRefused(f"その操作はできません ({action})。")
+    if action in ("approve", "reject") and not comment:
+        raise ActionRefused("承認・却下にはコメント (確認した内容や理由) を入力してください。")
+    if action == "approve" and not allow_self_approval and actor_user and message.auth_user == actor_user:
+        raise ActionRefused("自分が送ったメールは承認できません。ほかの管理者に承認を依頼してください。")
+
+
+def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str, comment: str = "", *,
+        user: str | None = None, allow_self_approval: bool = False) -> QueuedMessage:
+    """Apply a person's ``action``; ``actor`` is how the log names them (``web:taro``,
+    ``cli:root``), ``user`` their mailguard account (for the self-approval rule).
+    Raises ActionRefused or TransitionError."""
+    comment = clean_comment(comment)
+    message = store.get(queue_id, content=action in ("reject", "approve"))
+    if message is None:
+        raise TransitionError(queue_id, None, action)
+    check(action, message, user, comment, allow_self_approval)
+    notice = None
+    if message.state in (State.DELAYED, State.AWAITING_APPROVAL):
+        if action == "reject":
+            notice = compose.rejected(message, comment, settings)
+        elif action == "approve":
+            notice = compose.approved(message, actor, comment, settings)
+    return store.act(queue_id, action, actor, comment, notice=notice, lifetime=settings.queue_lifetime)

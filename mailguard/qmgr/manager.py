@@ -1,0 +1,271 @@
+"""manager: the queue manager (Postfix's qmgr). Moves every message to its end.
+
+On every accepted message: routes → facts (DNS, past recipients) → content scan
+(worker pool) → ``check.pipeline.assess`` (in a thread) → delayed /
+awaiting_approval / ready / rejected, stored with its notices in one transaction.
+A ready message waits in memory for a delivery slot (at most
+MAILGUARD_DELIVERY_CONCURRENCY at once, oldest first). Every
+MAILGUARD_QUEUE_SCAN_INTERVAL seconds the store is searched for what time or
+another process made due (this is how CLI and console actions are seen):
+
+1. not delivered within the queue lifetime (MAILGUARD_QUEUE_LIFETIME) → bounced, DSN;
+2. ``delayed`` whose hold has ended → ready;
+3. ``ready``, and ``deferred`` whose retry time has come → waiting for a slot.
+
+Isolation: whatever fails for one message (its assessment, storing its verdict,
+its expiry) is logged with its queue id and that message alone is held or
+retried later; the scan goes on with every other message. A stop or crash
+mid-delivery leaves ``delivering``; ``Store.recover`` makes it ``ready`` at the
+next start (at-least-once: the upstream may see it twice, never zero times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from ..check import route as routing
+from ..check.content.extract import Limits
+from ..check.content.report import ContentReport
+from ..check.content.pool import ContentInspector
+from ..check.pipeline import Assessment, assess, held_for_failure
+from ..check.facts import FactGatherer
+from ..check.recipients import Facts
+from ..model import Origin, QueuedMessage, RecipientStatus, Route, State
+from ..notices import dsn
+from ..policy import Policy, PolicyWatcher
+from ..settings import Settings
+from ..smtp import Attempt, Deliverer
+from ..store import AsyncStore, LogEntry
+from .settle import settle
+
+log = logging.getLogger("mailguard.qmgr")
+
+INCOMING_BATCH = 100        # messages decided per scan, so dispatching is never starved
+RETRY_FAILED_DECISION = 60.0   # s before a message whose verdict could not be stored is tried again
+DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
+
+
+class QueueManager:
+    def __init__(self, settings: Settings, db: AsyncStore, policies: PolicyWatcher,
+                 deliverer: DeliverFunction | None = None):
+        self.settings = settings
+        self.db = db
+        self.policies = policies
+        self.deliverer = deliverer or Deliverer(settings)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._active: dict[str, asyncio.Task] = {}
+        # Ready to go, not yet started (insertion-ordered: oldest first). A message
+        # cancelled meanwhile is simply not claimed.
+        self._waiting: dict[str, None] = {}
+        self._next_full_scan = 0.0
+        self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
+        self.facts = FactGatherer(settings, db)
+        self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
+                                        settings.inspect_max_memory)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.scan()
+            except Exception:   # a store outage, not a message: retry after the interval
+                log.exception("queue scan failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.queue_scan_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop scanning; let attempts under way finish for ``grace`` seconds, then cancel them
+        (their messages stay ``delivering`` and are retried at the next start)."""
+        self._stopping = True
+        self.wake()
+        if self._active:
+            _, still = await asyncio.wait(list(self._active.values()), timeout=grace)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        if isinstance(self.deliverer, Deliverer):
+            self.deliverer.close()
+        self.content.close()
+
+    async def scan(self) -> None:
+        """Decide what arrived, then dispatch deliveries. The store is searched for
+        time-driven work (holds ending, retries due, expiry, and changes made by the
+        CLI or console) once per scan interval, not on every wake-up."""
+        now = time.time()
+        self._failed_decisions = {q: t for q, t in self._failed_decisions.items() if t > now}
+        batch = await self.db.incoming(limit=INCOMING_BATCH, exclude=list(self._failed_decisions))
+        if batch:
+            await self._decide_batch(batch)
+        if len(batch) == INCOMING_BATCH:
+            self.wake()   # more are waiting: come straight back
+        now = time.time()
+        if now >= self._next_full_scan:
+            self._next_full_scan = now + self.settings.queue_scan_interval
+            due = await self.db.due_ids(now)
+            for queue_id in due["expire"]:
+                await self._expire(queue_id, now)
+            if due["release"]:
+                for queue_id in await self.db.release_due(due["release"], now=now):
+                    log.info("%s: hold ended, released", queue_id)
+                    self._queue_for_delivery(queue_id)
+            for queue_id in due["deliver"]:
+                self._queue_for_delivery(queue_id)
+        self._dispatch()
+
+    async def _decide_batch(self, batch: list[QueuedMessage]) -> None:
+        policy = self.policies.current
+        routes = [routing.routes(m.envelope.rcpt_tos, policy) for m in batch]
+        checked = [rs for m, rs in zip(batch, routes) if m.origin is Origin.SMTP]
+        try:
+            facts = await self.facts.gather(checked, policy)
+        except Exception:   # DNS or the store: decide without them (nothing is "known" then)
+            log.exception("gathering facts failed; deciding without past recipients and DNS")
+            facts = Facts()
+        # Concurrently, so that the store commits the whole batch's verdicts at once.
+        states = await asyncio.gather(*(self._decide(m, rs, policy, facts) for m, rs in zip(batch, routes)))
+        for message, state in zip(batch, states):
+            if state is State.READY:
+                self._queue_for_delivery(message.queue_id)
+
+    async def _decide(self, message: QueuedMessage, routes: tuple[Route, ...], policy: Policy,
+                      facts: Facts) -> State | None:
+        try:
+            content = await self._content(message, routes, policy)
+            assessment = await asyncio.to_thread(assess, message, routes, policy, facts, content, self.settings)
+        except Exception as exc:   # a bug in a stage: this message waits, the others go on
+            log.exception("%s: assessment failed; holding for a manager", message.queue_id)
+            assessment = held_for_failure(message, "decide", failures=(f"decide: {type(exc).__name__}",))
+        if not await self._store(message, assessment):
+            held = held_for_failure(message, "store", assessment.findings)
+            if not await self._store(message, held):
+                self._failed_decisions[message.queue_id] = time.time() + RETRY_FAILED_DECISION
+                return None
+            assessment = held
+        log.info("%s: %s (%s)", message.queue_id, assessment.state,
+                 ", ".join(f"{f.code}:{f.subject}" for f in assessment.findings[:20]) or "no findings")
+        return assessment.state
+
+    async def _content(self, message: QueuedMessage, routes: tuple[Route, ...],
+                       policy: Policy) -> ContentReport | None:
+        if message.origin is not Origin.SMTP or not routing.leaves(routes):
+            return None
+        roster = (policy.roster.names, policy.roster.insured_numbers)
+        return await self.content.scan(message.content or b"", message.queue_id, roster)
+
+    async def _store(self, message: QueuedMessage, a: Assessment) -> bool:
+        try:
+            await self.db.apply_verdict(message.queue_id, a.verdict, a.state, content=a.transformed.content,
+                                        deliver_to=a.transformed.deliver_to, notes=a.transformed.notes,
+                                        notices=a.notices, lifetime=self.settings.queue_lifetime)
+        except Exception:
+            log.exception("%s: storing the verdict failed", message.queue_id)
+            return False
+        if a.notices:
+            self.wake()   # the notices are incoming now
+        return True
+
+    def _queue_for_delivery(self, queue_id: str) -> None:
+        if queue_id not in self._waiting and queue_id not in self._active:
+            self._waiting[queue_id] = None
+
+    def _dispatch(self) -> None:
+        """Start attempts, oldest first, up to MAILGUARD_DELIVERY_CONCURRENCY."""
+        while self._waiting and not self._stopping and len(self._active) < self.settings.delivery_concurrency:
+            queue_id = next(iter(self._waiting))
+            del self._waiting[queue_id]
+            self._active[queue_id] = asyncio.create_task(self._deliver(queue_id))
+
+    async def _expire(self, queue_id: str, now: float) -> None:
+        try:
+            await self._expire_one(queue_id, now)
+        except Exception:
+            log.exception("%s: expiring failed; tried again at the next scan", queue_id)
+
+    async def _expire_one(self, queue_id: str, now: float) -> None:
+        message = await self.db.get(queue_id, content=True)
+        if message is None:
+            return
+        if message.state is State.AWAITING_APPROVAL:
+            reply, reason = "4.7.0 not approved within the queue lifetime", \
+                "管理者の承認が得られないまま保管期限を過ぎたため、送信を中止しました。"
+        else:
+            reason = "保管期限を過ぎても配送できなかったため、送信を中止しました。"
+            reply = "4.4.7 queue lifetime expired"
+        failed = {}
+        for rcpt in message.recipients:
+            if rcpt.status is RecipientStatus.PENDING:
+                failed[rcpt.address] = (450, f"{reply}; last reply: {rcpt.reply}" if rcpt.reply else reply)
+        notice = None
+        if dsn.needs_dsn(message):
+            try:
+                notice = dsn.build(message, failed, reason_ja=reason, remote=None,
+                                   hostname=self.settings.hostname, zone=self.settings.zone)
+            except Exception:
+                log.exception("%s: the DSN could not be built; expiring without it", queue_id)
+        results = {r: (RecipientStatus.BOUNCED, f"{c} {t}") for r, (c, t) in failed.items()}
+        delivered = any(r.status is RecipientStatus.DELIVERED for r in message.recipients)
+        entry = LogEntry(event="expired", queue_id=queue_id, at=now, reply=reply,
+                         detail={"results": {r: {"status": str(s), "reply": t} for r, (s, t) in results.items()}})
+        await self.db.finish(queue_id, State.DELIVERED if delivered else State.BOUNCED, results, entry,
+                             transition="expire", dsn=notice, dsn_lifetime=self.settings.queue_lifetime)
+        log.warning("%s: expired in state %s; bounced %d recipient(s)", queue_id, message.state, len(failed))
+        if notice is not None:
+            self.wake()
+
+    async def _deliver(self, queue_id: str) -> None:
+        try:
+            message = await self.db.claim(queue_id)
+            if message is None:
+                return
+            attempt = await self.deliverer(message)
+            await self._record(message, attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Not an SMTP outcome but a fault of ours: retry later like a 4xx, loudly.
+            log.exception("%s: delivery attempt failed unexpectedly; deferring", queue_id)
+            try:
+                await self.db.defer_after_error(queue_id, f"{type(exc).__name__}: {exc}",
+                                                time.time() + self.settings.retry_min_backoff)
+            except Exception:
+                log.exception("%s: could not defer; it stays delivering until the next start", queue_id)
+        finally:
+            self._active.pop(queue_id, None)
+            self._dispatch()   # a slot is free: start the next waiting message
+
+    async def _record(self, message: QueuedMessage, attempt: Attempt) -> None:
+        now = time.time()
+        outcome = settle(message, attempt, now, self.settings)
+        notice = None
+        if outcome.bounced and dsn.needs_dsn(message):
+            notice = dsn.build(message, outcome.bounced,
+                               reason_ja="宛先のメールサーバーが受け取りを拒否しました。",
+                               remote=attempt.remote, hostname=self.settings.hostname, zone=self.settings.zone)
+        policy = self.policies.current
+        entry = LogEntry(
+            event="delivery", queue_id=message.queue_id, at=now,
+            reply="; ".join(sorted({t for _, t in outcome.results.values()}))[:1000],
+            detail={
+                "attempt": message.attempts,
+                "remote": attempt.remote,
+                "results": {r: {"status": str(s), "reply": t} for r, (s, t) in outcome.results.items()},
+                # provision record (個人情報保護法 第29条): to which organisation each copy went
+                "organisations": {r: routing.organisation(routing.route(r, policy), policy) for r in outcome.results},
+                "next_attempt_at": outcome.next_attempt_at,
+            },
+        )
+        await self.db.finish(message.queue_id, outcome.state, outcome.results, entry,
+                             next_attempt_at=outcome.next_attempt_at, dsn=notice,
+                             dsn_lifetime=self.settings.queue_lifetime)
+        log.info("%s: %s via %s (%s)", message.queue_id, outcome.state, attempt.remote, entry.reply)
+        if notice is not None:
+            self.wake()

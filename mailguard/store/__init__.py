@@ -1,0 +1,33 @@
+"""store: the queue, the users and the send log in one SQLite database.
+
+The store is the only contract between the stages (as Postfix's queue is between
+smtpd, cleanup, qmgr and smtp): the SMTP front writes accepted messages, the
+queue manager moves them from state to state, the CLI and the console act on
+them from other processes.
+
+Receives: Submissions (accepted mail, notices, DSNs), verdicts, delivery outcomes,
+people's actions. Hands on: QueuedMessages, users, log entries.
+Guarantees: a transaction is on disk when a method returns (WAL,
+``synchronous=FULL``); every state change is a row of ``queue.TRANSITIONS``,
+checked and logged in the same transaction; the send log is append-only and
+hash-chained (``sendlog``). Files: data directory 0700, database 0600.
+On failure: a method raises and its transaction is rolled back; a refused state
+change raises ``TransitionError`` with a Japanese message.
+Modules: ``db`` (connection, schema, group commit), ``queue``, ``accounts``,
+``sendlog``, ``aio`` (the async wrapper the server uses).
+"""
+
+from __future__ import annotations
+
+from .accounts import AccountStore
+from .aio import AsyncStore
+from .db import Database, private_dir, private_file
+from .queue import TRANSITIONS, QueueStore, TransitionError
+from .sendlog import LogEntry
+
+
+class Store(QueueStore, AccountStore, Database):
+    """Synchronous access to the database at ``path`` (created on first use)."""
+
+
+__all__ = ["Store", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]

@@ -1,0 +1,109 @@
+"""Accounts in the store: users, console sessions, spent link nonces, admin events.
+
+Password hashes are stored, never logged (the log says ``password: changed``).
+Console sessions live here, not only in the cookie, so that logout, a password
+change or disabling a user ends them at once (OWASP session management).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+from . import sendlog
+from .sendlog import LogEntry
+
+
+class AccountStore:
+    """Account methods of the store (mixed into ``Store`` with ``Database``)."""
+
+    def add_user(self, username: str, password_hash: str, role: str, addresses: list[str], actor: str) -> None:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise ValueError(f"ユーザー {username} は既に存在します")
+            conn.execute("INSERT INTO users VALUES (?,?,?,?,0,?)",
+                         (username, password_hash, role, json.dumps(addresses), time.time()))
+            sendlog.append(conn, LogEntry(event="user_added", queue_id=None, actor=actor,
+                                          detail={"username": username, "role": role, "addresses": addresses}))
+
+    def update_user(self, username: str, actor: str, **changes: Any) -> None:
+        """Change ``password_hash``, ``disabled``, ``role`` or ``addresses``; the hash is never logged.
+        A new password or disabling ends the user's console sessions. Raises KeyError."""
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise KeyError(username)
+            for column, value in changes.items():
+                if column not in ("password_hash", "disabled", "role", "addresses"):
+                    raise ValueError(f"unknown user field {column!r}")
+                stored = json.dumps(value) if column == "addresses" else value
+                conn.execute(f"UPDATE users SET {column} = ? WHERE username = ?", (stored, username))
+            if "password_hash" in changes or changes.get("disabled") or "role" in changes:
+                conn.execute("DELETE FROM console_sessions WHERE username = ?", (username,))
+            logged = {k: v for k, v in changes.items() if k != "password_hash"}
+            if "password_hash" in changes:
+                logged["password"] = "changed"
+            sendlog.append(conn, LogEntry(event="user_changed", queue_id=None, actor=actor,
+                                          detail={"username": username, **logged}))
+
+    def rehash_password(self, username: str, password_hash: str) -> None:
+        """The same password under stronger hash parameters: no session ends, nothing to log."""
+        with self._write() as conn:
+            conn.execute("UPDATE users SET password_hash = ? WHERE username = ?", (password_hash, username))
+
+    def get_user(self, username: str) -> dict | None:
+        rows = self._read("SELECT * FROM users WHERE username = ?", (username,))
+        return _user(rows[0]) if rows else None
+
+    def list_users(self) -> list[dict]:
+        return [_user(r) for r in self._read("SELECT * FROM users ORDER BY username")]
+
+    # --- console sessions -------------------------------------------------------------
+
+    def open_session(self, username: str, seconds: float) -> str:
+        """A new console session for ``username``; returns its id (random, 256 bits)."""
+        session_id = secrets.token_urlsafe(32)
+        now = time.time()
+        with self._write() as conn:
+            conn.execute("DELETE FROM console_sessions WHERE expires_at < ?", (now,))
+            conn.execute("INSERT INTO console_sessions VALUES (?,?,?,?)", (session_id, username, now, now + seconds))
+        return session_id
+
+    def session_user(self, session_id: str) -> str | None:
+        """The user of a live session, or None (ended, expired, unknown)."""
+        rows = self._read("SELECT username FROM console_sessions WHERE session_id = ? AND expires_at > ?",
+                          (session_id, time.time()))
+        return rows[0][0] if rows else None
+
+    def close_session(self, session_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM console_sessions WHERE session_id = ?", (session_id,))
+
+    # --- notice links, admin events, the send log -------------------------------------
+
+    def use_token(self, nonce: str) -> bool:
+        """Spend a notice link's nonce: True the first time, False ever after."""
+        with self._write() as conn:
+            return conn.execute("INSERT OR IGNORE INTO used_tokens VALUES (?, ?)",
+                                (nonce, time.time())).rowcount == 1
+
+    def record_admin(self, event: str, actor: str, detail: dict) -> None:
+        """An administrative change (a policy edit) in the send log; never a secret."""
+        with self._write() as conn:
+            sendlog.append(conn, LogEntry(event=event, queue_id=None, actor=actor, detail=detail))
+
+    def log(self, **filters: Any) -> list[tuple[int, LogEntry]]:
+        with self._lock:
+            return sendlog.query(self._conn, **filters)
+
+    def verify_log(self) -> tuple[int, int | None]:
+        with self._lock:
+            return sendlog.verify(self._conn)
+
+
+def _user(row: sqlite3.Row) -> dict:
+    return {"username": row["username"], "password_hash": row["password_hash"], "role": row["role"],
+            "addresses": json.loads(row["addresses"]), "disabled": bool(row["disabled"]),
+            "created_at": row["created_at"]}

@@ -1,0 +1,171 @@
+"""The database: one SQLite file, its schema, durable transactions and group commit.
+
+Durability: WAL journal with ``synchronous=FULL``: a transaction is on disk when
+``commit`` returns, which is what lets the SMTP front answer ``250`` after
+``accept``. ``busy_timeout`` lets the CLI and the server share the file.
+Security: the data directory is made 0700 and the database 0600 whatever the
+umask (it holds every message, password hashes and generated zip passwords);
+SQLite gives its -wal and -shm files the database's mode.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from . import sendlog
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id        TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,
+    origin          TEXT NOT NULL,
+    mail_from       TEXT NOT NULL,
+    mail_options    TEXT NOT NULL,
+    smtputf8        INTEGER NOT NULL,
+    auth_user       TEXT,
+    client_addr     TEXT NOT NULL,
+    helo            TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    received_at     REAL NOT NULL,
+    release_at      REAL,
+    next_attempt_at REAL,
+    expires_at      REAL NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    findings        TEXT NOT NULL DEFAULT '[]',
+    updated_at      REAL NOT NULL,
+    content         BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_state ON messages(state);
+CREATE TABLE IF NOT EXISTS recipients (
+    queue_id  TEXT NOT NULL REFERENCES messages(queue_id),
+    position  INTEGER NOT NULL,
+    address   TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    reply     TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (queue_id, position)
+);
+CREATE INDEX IF NOT EXISTS recipients_address ON recipients(lower(address), status);
+CREATE TABLE IF NOT EXISTS used_tokens (
+    nonce   TEXT PRIMARY KEY,
+    used_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    username      TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    addresses     TEXT NOT NULL,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS console_sessions (
+    session_id  TEXT PRIMARY KEY,
+    username    TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions(username);
+"""
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700: only the relay's user may enter."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` if missing, and make it 0600."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+class Database:
+    """Synchronous access to the database at ``path`` (created on first use)."""
+
+    def __init__(self, path: Path):
+        private_dir(path.parent)
+        private_file(path)
+        self.path = path
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._in_batch = False
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA + sendlog.SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added after the first release of the schema."""
+        for table, column, kind in (("recipients", "deliver_to", "TEXT"),
+                                    ("messages", "original_content", "BLOB")):
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable write transaction; rolled back on any exception.
+
+        Inside ``run_batch`` the batch's transaction is used instead, and the
+        caller's savepoint undoes this call's writes alone if it fails.
+        """
+        with self._lock:
+            if self._in_batch:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def run_batch(self, calls: list[tuple[Callable[..., Any], tuple, dict]]) -> list[tuple[bool, Any]]:
+        """Group commit: run several calls in one transaction, one fsync for all.
+
+        Each call runs inside its own savepoint, so a call that raises (a refused
+        transition, say) leaves no writes and does not disturb the others. Returns
+        ``(ok, result or exception)`` per call; nothing is reported ok before COMMIT
+        has returned, so a caller may still answer 250 only once its data is on disk.
+        """
+        outcomes: list[tuple[bool, Any]] = []
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
+            try:
+                for fn, args, kwargs in calls:
+                    self._conn.execute("SAVEPOINT call")
+                    try:
+                        outcomes.append((True, fn(*args, **kwargs)))
+                    except Exception as exc:
+                        self._conn.execute("ROLLBACK TO call")
+                        outcomes.append((False, exc))
+                    self._conn.execute("RELEASE call")
+                self._in_batch = False
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._in_batch = False
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                return [(False, exc)] * len(calls)
+        return outcomes
+
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(args)).fetchall()

@@ -1,0 +1,71 @@
+"""text: values taken from a message, made safe for the headers and lines mailguard writes.
+
+A decoded Subject, a display name or a folded Message-ID can hold CR, LF, form
+feeds or other control characters (RFC 2047 encoded words decode to anything).
+Written into a header they would break it or inject new ones; the stdlib
+rightly refuses them. Every value from a message passes through here first.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import re
+from email.header import decode_header, make_header
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_MSGID = re.compile(r"<[^<>\s]{1,900}>")
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A value from a message made safe for a header we write: unfolded, control
+    characters (CR, LF, form feed …) replaced by a space, at most ``limit`` characters."""
+    return " ".join(_CONTROLS.sub(" ", text or "").split())[:limit]
+
+
+def decode_words(value) -> str:
+    """A header value decoded from RFC 2047 encoded words; undecodable input is kept as it came."""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except Exception:
+        return str(value)
+
+
+def subject_of(headers) -> str:
+    """The Subject: of a parsed header block, decoded and made one line (at most 500 characters)."""
+    value = headers.get("Subject")
+    return "" if value is None else one_line(decode_words(value), 500)
+
+
+def message_id_ref(value: str) -> str | None:
+    """The first well-formed ``<id>`` of a Message-ID taken from a message (RFC 5322 §3.6.4), or None."""
+    match = _MSGID.search(" ".join(_CONTROLS.sub(" ", value or "").split()))
+    return match.group(0) if match else None
+
+
+class _HTMLText(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "tr", "li", "td"):
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.chunks.append(data)
+
+
+def html_text(markup: str) -> str:
+    """The text of HTML markup: no tags, no script or style, line breaks at block elements."""
+    parser = _HTMLText()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.chunks)
