@@ -281,6 +281,19 @@ class Relay:
         """Finding codes in the order shown to people (what drove the verdict first)."""
         return [f.code for f in self.store.get(queue_id).findings]
 
+    def events(self, queue_id: str | None = None) -> list:
+        """The send log (LogEntry), oldest first, for one message or all."""
+        return [entry for _, entry in self.store.log(queue_id=queue_id)]
+
+    def act(self, queue_id: str, action: str, comment: str = "", actor: str = "test:manager", **rules):
+        """A person's action, through the same rule book the console and the CLI use."""
+        from mailguard.qmgr.actions import act
+        from mailguard.settings import load_settings
+
+        settings = load_settings(hostname="mailguard.test", data_dir=Path(self.env["MAILGUARD_DATA_DIR"]),
+                                 policies_dir=self.policies, web_listen="")
+        return act(self.store, settings, queue_id, action, actor, comment, **rules)
+
     def wait_decided(self, queue_id: str, timeout: float = 10.0) -> str:
         return wait_for(lambda: (s := self.state(queue_id)) != "incoming" and s, timeout, what="a decision")
 
@@ -301,7 +314,7 @@ def relay_env(tmp: Path, port: int, upstream: Upstream | None, dns_port: int, **
         "MAILGUARD_UPSTREAM": f"127.0.0.1:{upstream.port}" if upstream else "",
         "MAILGUARD_UPSTREAM_TLS": "none",
         "MAILGUARD_HOSTNAME": "mailguard.test",
-        "MAILGUARD_HOLD_DELAY": "2",
+        "MAILGUARD_HOLD_DELAY": "3600",     # held until a test releases it: nothing races a timer
         "MAILGUARD_QUEUE_SCAN_INTERVAL": "0.1",
         "MAILGUARD_POLICY_SCAN_INTERVAL": "0.2",
         "MAILGUARD_RETRY_MIN_BACKOFF": "1",

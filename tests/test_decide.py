@@ -8,14 +8,16 @@ import pytest
 
 from conftest import HERE, INTERNAL, REGISTERED, UNREGISTERED
 from mailguard import policy
-from mailguard.decide import decide
-from mailguard.deliver import Attempt
-from mailguard.inspect import Facts, inspect
-from mailguard.inspect.domains import DomainStatus
+from mailguard.check import route
+from mailguard.check.decide import decide
+from mailguard.check.pipeline import inspect
+from mailguard.check.recipients import Facts
+from mailguard.check.recipients.domains import DomainStatus
 from mailguard.model import (Action, Envelope, Origin, QueuedMessage, Recipient, RecipientStatus,
                              State)
-from mailguard.queue import backoff, settle
+from mailguard.qmgr.settle import backoff, settle
 from mailguard.settings import load_settings
+from mailguard.smtp import Attempt
 
 POLICY = policy.load(HERE / "policies")
 SETTINGS = load_settings(retry_min_backoff=300, retry_max_backoff=4000, queue_lifetime=432000)
@@ -32,9 +34,13 @@ def message(*rcpts: str, attempts: int = 1, expires_at: float = 1e12,
     )
 
 
+def findings_for(msg: QueuedMessage, pol, facts: Facts):
+    return tuple(inspect(msg.content or b"", route.routes(msg.envelope.rcpt_tos, pol), pol, facts, None))
+
+
 def verdict_for(*rcpts: str, known: tuple[str, ...] = ()):
     facts = Facts(delivered_before=frozenset(known))
-    return decide(inspect(message(*rcpts), POLICY, facts), POLICY, received_at=1000.0, hold_delay=300)
+    return decide(findings_for(message(*rcpts), POLICY, facts), POLICY, received_at=1000.0, hold_delay=300)
 
 
 def test_internal_only_is_delivered_at_once():
@@ -102,7 +108,7 @@ def test_shipped_example_policies_load(tmp_path: Path):
 @pytest.fixture
 async def queue_manager(tmp_path):
     """A queue manager on a real store, without SMTP: ``make(deliverer)``; accepts one message."""
-    from mailguard import queue as queue_mod
+    from mailguard.qmgr import manager as queue_mod
     from mailguard.model import Envelope as Env, Submission
     from mailguard.store import AsyncStore, Store
 
@@ -127,12 +133,12 @@ async def queue_manager(tmp_path):
 
 async def test_a_message_that_cannot_be_inspected_is_held_not_lost(queue_manager, monkeypatch):
     """A fault in inspection holds the message for a manager with a finding that says so."""
-    from mailguard import queue as queue_mod
+    from mailguard.check import pipeline
 
-    def broken(message, policy, facts):
+    def broken(*args):
         raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
 
-    monkeypatch.setattr(queue_mod, "inspect", broken)
+    monkeypatch.setattr(pipeline, "inspect", broken)
     manager, db = await queue_manager()
     await manager.scan()
     held = await db.get("Q1")
@@ -162,21 +168,22 @@ def test_a_rule_raises_the_action_when_its_codes_occur_together(tmp_path):
         '[[rules]]\nwhen = ["first_time_recipient", "domain_unverified"]\naction = "approval"\n', encoding="utf-8")
     ruled = policy.load(tmp_path)
     facts = Facts(domains={"minato-hospital.example.jp": DomainStatus.UNKNOWN})
-    both = decide(inspect(message(REGISTERED), ruled, facts), ruled, received_at=0.0, hold_delay=300)
+    both = decide(findings_for(message(REGISTERED), ruled, facts), ruled, received_at=0.0, hold_delay=300)
     assert both.action is Action.APPROVAL
     known = Facts(delivered_before=frozenset({REGISTERED}), domains=facts.domains)
-    one = decide(inspect(message(REGISTERED), ruled, known), ruled, received_at=0.0, hold_delay=300)
+    one = decide(findings_for(message(REGISTERED), ruled, known), ruled, received_at=0.0, hold_delay=300)
     assert one.action is Action.DELAY
 
 
 def test_fax_numbers_are_compared_in_e164_whatever_the_writing():
-    from mailguard.inspect import fax
+    from mailguard.check.recipients import fax
+    from mailguard.model import RouteKind
 
     for written in ("FAX=+81312345678@fax.sakura-kaigo.example.jp", "03-1234-5678@fax.sakura-kaigo.example.jp",
                     "0312345678@FAX.Sakura-Kaigo.example.jp"):
-        target = fax.parse(written, POLICY)
-        assert target is not None and target.e164 == "+81312345678", written
-        assert fax.fax_findings(target, POLICY) == []
-        assert fax.gateway_address(target) == "0312345678@fax.sakura-kaigo.example.jp"
-    assert fax.parse(f"someone@{INTERNAL}", POLICY) is None
-    assert fax.parse("FAX=hello@fax.sakura-kaigo.example.jp", POLICY).e164 is None
+        r = route.route(written, POLICY)
+        assert r.kind is RouteKind.FAX and r.fax_e164 == "+81312345678", written
+        assert fax.fax_findings(r, POLICY) == []
+        assert (r.deliver_to or written) == "0312345678@fax.sakura-kaigo.example.jp"
+    assert route.route(f"someone@{INTERNAL}", POLICY).kind is RouteKind.INTERNAL
+    assert route.route("FAX=hello@fax.sakura-kaigo.example.jp", POLICY).fax_e164 is None
