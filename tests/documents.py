@@ -6,7 +6,7 @@ import io
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from mailguard.inspect.detect import my_number_check_digit
+from mailguard.check.content.detect import my_number_check_digit
 
 STAFF = "staff@sakura-kaigo.example.jp"
 REGISTERED = "renkei@minato-hospital.example.jp"
