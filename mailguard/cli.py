@@ -17,7 +17,6 @@ import getpass
 import json
 import logging
 import sys
-import time
 from datetime import datetime
 
 from . import policy as policy_mod

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import time
-from email.message import EmailMessage
-from email.policy import SMTP
 
 import pytest
 import pyzipper

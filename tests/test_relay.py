@@ -8,7 +8,6 @@ so no test races a timer; state is read from the store, never through the CLI
 from __future__ import annotations
 
 import subprocess
-import time
 
 from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, send, wait_for
 

@@ -166,8 +166,8 @@ class ExposureSection(_Strict):
 
 # Used when decision.toml has no [[rules]]: personal data to someone never written to before.
 DEFAULT_RULES = [
-    Rule(when=["first_time_recipient", "personal_data"], action=Action.APPROVAL),
-    Rule(when=["first_time_recipient", "sensitive_data"], action=Action.APPROVAL),
+    Rule(when=[F.FIRST_TIME_RECIPIENT, F.PERSONAL_DATA], action=Action.APPROVAL),
+    Rule(when=[F.FIRST_TIME_RECIPIENT, F.SENSITIVE_DATA], action=Action.APPROVAL),
 ]
 
 

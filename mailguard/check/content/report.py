@@ -12,15 +12,22 @@ message as a whole:
 - ``none``: neither. Sensitive words alone (a training schedule on 認知症ケア)
   identify nobody and are not personal data.
 
+Where two readings of the same bytes are plausible (``charsets``: damaged UTF-8
+or a CP932 guess), each is inspected and the one with the higher level counts.
+
 Findings: ``sensitive_data`` / ``personal_data`` per part, naming the kinds found
 with masked examples (full numbers never leave this module), and
-``unscannable_content`` per part that could not be read, with the reason.
+``unscannable_content`` per part that could not be read, with the reason. Past
+``MAX_FINDINGS`` of one code, the rest are summed up in one finding, so a message
+with 10,000 attachments does not flood the store and the console. Everything
+here is linear in the number of parts (looked up by path in dicts).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ... import findings as F
 from ...model import Finding
@@ -29,6 +36,7 @@ from .extract import Extraction, Limits, Unscannable, extract_message
 
 LEVELS = ("none", "personal", "sensitive")
 BODY = "本文"
+MAX_FINDINGS = 50   # per code; the rest become one summary finding
 
 
 def classify(detections: list[Detection]) -> str:
@@ -58,31 +66,51 @@ class ContentReport:
     attachments: tuple[tuple[str, str], ...] = field(default=())
 
     def level_of(self, path: str) -> str:
-        """The level of the attachment at MIME part ``path`` ("none" if nothing was found)."""
-        return next((p.level for p in self.parts if p.path == path), "none")
+        """The level of the attachment at MIME part ``path``, or of the body text for ``BODY``
+        ("none" if nothing was found)."""
+        return self._levels.get(None if path == BODY else path, "none")
 
     def name_of(self, path: str) -> str:
-        return next((name for p, name in self.attachments if p == path), path)
+        return self._names.get(path, path)
+
+    @cached_property
+    def _levels(self) -> dict[str | None, str]:
+        return {p.path: p.level for p in self.parts}
+
+    @cached_property
+    def _names(self) -> dict[str, str]:
+        return dict(self.attachments)
 
     def findings(self) -> list[Finding]:
-        findings = []
+        data: dict[str, list[Finding]] = {F.SENSITIVE_DATA: [], F.PERSONAL_DATA: []}
         for part in self.parts:
             if part.level == "none":
                 continue
             sensitive = part.level == "sensitive"
             what = "要配慮個人情報" if sensitive else "個人情報"
             code = F.SENSITIVE_DATA if sensitive else F.PERSONAL_DATA
-            findings.append(code.finding(
+            data[code].append(code.finding(
                 part.name,
-                f"{'本文' if part.name == BODY else '添付ファイル ' + part.name} に{what}が含まれています: "
+                f"{'本文' if part.path is None else '添付ファイル ' + part.name} に{what}が含まれています: "
                 f"{summary(part.detections)}" + (f" (場所: {'、'.join(part.places[:5])})" if part.places else ""),
             ))
-        for item in self.unscannable:
-            findings.append(F.UNSCANNABLE_CONTENT.finding(
-                self.name_of(item.attachment) if item.attachment else item.where,
-                f"{item.where} を検査できませんでした: {item.reason}。内容を人が確認する必要があります。",
-            ))
+        unscannable = [F.UNSCANNABLE_CONTENT.finding(
+            self.name_of(item.attachment) if item.attachment else item.where,
+            f"{item.where} を検査できませんでした: {item.reason}。内容を人が確認する必要があります。",
+        ) for item in self.unscannable]
+        return (_at_most(data[F.SENSITIVE_DATA], "要配慮個人情報を含む") + _at_most(data[F.PERSONAL_DATA], "個人情報を含む")
+                + _at_most(unscannable, "検査できなかった"))
+
+
+def _at_most(findings: list[Finding], what: str) -> list[Finding]:
+    """The first MAX_FINDINGS - 1 findings and one that sums up the rest."""
+    if len(findings) <= MAX_FINDINGS:
         return findings
+    kept, rest = findings[: MAX_FINDINGS - 1], findings[MAX_FINDINGS - 1:]
+    names = "、".join(f.subject for f in rest[:10])
+    return kept + [rest[0].code.finding(
+        f"ほか {len(rest):,} 件",
+        f"ほかにも{what}部分が {len(rest):,} 件あります (例: {names} …)。内容を人が確認する必要があります。")]
 
 
 def summary(detections: tuple[Detection, ...]) -> str:
@@ -103,19 +131,25 @@ def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> Con
     detectors = detectors_for(roster)
     names = dict(extraction.attachments)
     groups: dict[str | None, list[Detection]] = {}
-    places: dict[str | None, list[str]] = {}
+    places: dict[str | None, dict[str, None]] = {}
     for part in extraction.parts:
         key = part.attachment
-        found = detect(part.text, detectors)
+        found = _worst(detect(text, detectors) for text in (part.text, *part.alternatives))
         groups.setdefault(key, []).extend(found)
         place = _place(part.where, names.get(key, "")) if key else ""
-        if found and place and place not in places.setdefault(key, []):
-            places[key].append(place)
+        if found and place:
+            places.setdefault(key, {})[place] = None
     parts = tuple(PartReport(names.get(key, BODY) if key else BODY, classify(found), tuple(found),
                              tuple(places.get(key, ())), key)
                   for key, found in groups.items())
     everything = [d for found in groups.values() for d in found]
     return ContentReport(classify(everything), parts, tuple(extraction.unscannable), tuple(extraction.attachments))
+
+
+def _worst(readings) -> list[Detection]:
+    """Of the detections in each reading of one text, those of the reading with the highest
+    level (then the most detections): the right charset is the one where the data shows."""
+    return max(readings, key=lambda found: (LEVELS.index(classify(found)), len(found)))
 
 
 def _place(where: str, name: str) -> str:

@@ -71,7 +71,7 @@ def fax_findings(recipient: Route, policy: Policy) -> list[Finding]:
     """Findings for one FAX route: registered → none; near a registered number →
     ``fax_number_mistyped``; otherwise ``unregistered_fax`` or ``fax_number_invalid``."""
     if recipient.fax_e164 is None:
-        return [Finding(F.FAX_NUMBER_INVALID, F.FAX_NUMBER_INVALID.severity, recipient.address,
+        return [F.FAX_NUMBER_INVALID.finding(recipient.address,
                         f"FAX 番号として読めません: {recipient.fax_written}。番号を確認してください。")]
     if policy.fax_entry(recipient.fax_e164) is not None:
         return []
@@ -82,12 +82,12 @@ def fax_findings(recipient: Route, policy: Policy) -> list[Finding]:
             meant = fax_display(entry.number)
             how = "隣り合う2桁が入れ替わっています" if len(mine) == len(theirs) and sorted(mine) == sorted(theirs) \
                 else "1桁だけ違います"
-            return [Finding(
-                F.FAX_NUMBER_MISTYPED, F.FAX_NUMBER_MISTYPED.severity, recipient.address,
+            return [F.FAX_NUMBER_MISTYPED.finding(
+                recipient.address,
                 f"FAX 番号 {shown} は登録済みの {meant} ({entry.organisation}) と比べて{how}。"
                 f"番号の打ち間違いではありませんか。管理者の確認なしには送信しません。",
                 suggestion=f"{meant} ({entry.organisation})",
             )]
-    return [Finding(F.UNREGISTERED_FAX, F.UNREGISTERED_FAX.severity, recipient.address,
+    return [F.UNREGISTERED_FAX.finding(recipient.address,
                     f"アドレス帳に登録されていない FAX 番号です: {shown}。"
                     "番号と送り先を確認してください。")]

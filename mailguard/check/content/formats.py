@@ -1,0 +1,124 @@
+"""formats: the text of PDF and Office files, read with well-kept libraries.
+
+Receives one file's bytes and the ``zipsafe.Caps`` in force; yields
+``(where inside it, text)``: " 2ページ", " シート 計画", " 表1", " スライド3".
+
+    PDF   pypdfium2 (Japanese CID fonts), pdfminer.six when pdfium refuses the file
+    DOCX  python-docx      XLSX  openpyxl (read-only, values)
+    XLS   xlrd             PPTX  python-pptx
+
+An Office Open XML file (docx / xlsx / pptx, ECMA-376) is a zip: before its
+library opens it, ``zipsafe.verify`` inflates every member under our own caps
+and checks its real size and CRC, so a document.xml that inflates to hundreds of
+megabytes is refused, not parsed. Raises ``Unreadable`` (a Japanese reason) for
+a password-protected file or a PDF without text (a scan), ``zipsafe.Refused``
+for a member past the caps, and the library's exception for a broken file: the
+caller (``extract``) makes each of them ``unscannable``. CPU-bound: run in a worker.
+"""
+
+from __future__ import annotations
+
+import io
+
+from . import zipsafe
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # an encrypted OOXML file is an OLE container
+
+
+class Unreadable(Exception):
+    """The file cannot be inspected, for a reason known to us; ``str()`` is the Japanese reason."""
+
+
+def _pdf(data: bytes, caps: zipsafe.Caps):
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            raise Unreadable("パスワード付き PDF のため検査できません") from None
+        return _pdf_fallback(data)
+    pages = []
+    try:
+        for index in range(len(document)):
+            page = document[index]
+            text = page.get_textpage().get_text_range()
+            pages.append((f" {index + 1}ページ", text))
+    finally:
+        document.close()
+    if pages and not any(text.strip() for _, text in pages):
+        raise Unreadable("文字情報のない PDF です (スキャン画像の可能性)。内容を確認できません")
+    return pages
+
+
+def _pdf_fallback(data: bytes):
+    """pdfminer.six reads some PDFs that pdfium refuses; a truly broken file raises."""
+    from pdfminer.high_level import extract_text
+
+    text = extract_text(io.BytesIO(data))
+    if not text.strip():
+        raise ValueError("no text")
+    return [("", text)]
+
+
+def _office_zip(data: bytes, caps: zipsafe.Caps) -> None:
+    """Before python-docx / openpyxl / python-pptx open it: not encrypted (an encrypted OOXML
+    file is an OLE container, MS-OFFCRYPTO), and every member's real size and CRC as declared."""
+    if data[:8] == OLE_MAGIC:
+        raise Unreadable("パスワード付き Office ファイルのため検査できません")
+    zipsafe.verify(data, caps)
+
+
+def _docx(data: bytes, caps: zipsafe.Caps):
+    import docx
+
+    _office_zip(data, caps)
+    document = docx.Document(io.BytesIO(data))
+    yield "", "\n".join(p.text for p in document.paragraphs)
+    for t, table in enumerate(document.tables, 1):
+        rows = ["\t".join(cell.text for cell in row.cells) for row in table.rows]
+        yield f" 表{t}", "\n".join(rows)
+
+
+def _xlsx(data: bytes, caps: zipsafe.Caps):
+    import openpyxl
+
+    _office_zip(data, caps)
+    workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        for sheet in workbook.worksheets:
+            lines = []
+            for row in sheet.iter_rows():
+                cells = [str(c.value) for c in row if c.value is not None]
+                if cells:
+                    lines.append("\t".join(cells))
+            yield f" シート {sheet.title}", "\n".join(lines)
+    finally:
+        workbook.close()
+
+
+def _xls(data: bytes, caps: zipsafe.Caps):
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except xlrd.XLRDError as exc:
+        if "encrypt" in str(exc).lower():
+            raise Unreadable("パスワード付き Excel ファイルのため検査できません") from None
+        raise
+    for sheet in book.sheets():
+        lines = ["\t".join(str(v) for v in sheet.row_values(r) if v not in ("", None)) for r in range(sheet.nrows)]
+        yield f" シート {sheet.name}", "\n".join(lines)
+
+
+def _pptx(data: bytes, caps: zipsafe.Caps):
+    from pptx import Presentation
+
+    _office_zip(data, caps)
+    deck = Presentation(io.BytesIO(data))
+    for number, slide in enumerate(deck.slides, 1):
+        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
+        yield f" スライド{number}", "\n".join(texts)
+
+
+EXTRACTORS = {"pdf": _pdf, "docx": _docx, "xlsx": _xlsx, "xls": _xls, "pptx": _pptx}
