@@ -1,0 +1,105 @@
+"""Each detector with its own table of positives, near misses and negatives,
+as Presidio tests each recognizer: ``(text, the kind expected or None)``."""
+
+from __future__ import annotations
+
+import pytest
+
+from documents import BAD_MY_NUMBER, VALID_MY_NUMBER
+from mailguard.check.content.detect import (DETECTORS, RosterMatch, detect, mask_digits, mask_text,
+                                            my_number_check_digit)
+from mailguard.check.content.report import classify
+
+CASES = {
+    "my_number": [
+        (f"個人番号 {VALID_MY_NUMBER}", True),
+        (f"マイナンバー：{VALID_MY_NUMBER[:4]}-{VALID_MY_NUMBER[4:8]}-{VALID_MY_NUMBER[8:]}", True),
+        ("個人番号：" + "".join(chr(ord(c) + 0xFEE0) for c in VALID_MY_NUMBER), True),   # full-width digits
+        (f"個人番号 {BAD_MY_NUMBER}", False),             # the check digit is wrong
+        (f"注文番号 {VALID_MY_NUMBER}", False),           # 1 in 11 pass the check: context is required
+        (f"法人番号 {VALID_MY_NUMBER}1", False),          # 13 digits: a corporate number
+    ],
+    "care_insured_number": [
+        ("介護保険被保険者番号 1234567890", True),
+        ("被保番号:0001234567", True),
+        ("請求書番号 1234567890", False),
+    ],
+    "health_insurance_number": [
+        ("記号 12 番号 345", True),
+        ("保険者番号 06130012", True),
+        ("記号と番号の意味", False),
+    ],
+    "pension_number": [
+        ("基礎年金番号 1234-567890", True),
+        ("受付番号 1234-567890", False),
+    ],
+    "phone": [
+        ("自宅 03-3123-4567", True),
+        ("長男の携帯 090-1234-5678", True),
+        ("代表 03-3123-4567", False),                    # an office number is not personal data
+    ],
+    "address": [
+        ("住所 東京都千代田区千代田1-1", True),
+        ("自宅 〒100-0001 東京都千代田区千代田1-1", True),
+        ("〒100-0001 東京都千代田区千代田1-1", False),     # an office letterhead: needs a personal context
+        ("東京都の研修会場", False),
+    ],
+    "birth_date": [
+        ("昭和12年3月4日生まれ", True),
+        ("昭和12年3月4日", False),                          # an old date alone is not enough
+        ("生年月日 1941/05/06", True),
+        ("大正15年13月1日", False),                       # no 13th month
+        ("次回 2026年12月1日 14時", False),               # a recent date without context
+    ],
+    "care_level": [
+        ("要介護3", True), ("要支援2", True), ("要介護認定の研修", False),
+    ],
+    "disease": [("既往歴 糖尿病", True), ("お元気です", False)],
+    "person_name": [
+        ("利用者 山田太郎様", True),
+        ("山田 太郎 様", True),
+        ("山田さんの畑", True),
+        ("東京駅", False),
+    ],
+}
+
+
+@pytest.mark.parametrize("kind, text, found", [(k, t, f) for k, cases in CASES.items() for t, f in cases])
+def test_detector_table(kind, text, found):
+    kinds = {d.kind for d in detect(text)}
+    assert (kind in kinds) is found, (text, kinds)
+
+
+def test_every_detector_has_a_table():
+    assert {d.kind for d in DETECTORS} - {"email", "medication", "disability", "care_record"} <= set(CASES)
+
+
+@pytest.mark.parametrize("body, check", [("12345678901", 8), ("00000000000", 0)])
+def test_my_number_check_digit_formula(body, check):
+    """総務省令第85号 第5条: weights 6,5,4,3,2,7,6,5,4,3,2; r = sum mod 11; 0 if r ≤ 1 else 11 − r."""
+    weights = (6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+    r = sum(int(d) * w for d, w in zip(body, weights)) % 11
+    assert my_number_check_digit(body) == (0 if r <= 1 else 11 - r) == check
+
+
+def test_masks_never_show_the_whole_value():
+    assert mask_digits("1234-5678-9012") == "****-****-**12"
+    assert mask_text("山田太郎") == "山＊＊＊"
+    assert all(VALID_MY_NUMBER not in d.masked for d in detect(f"個人番号 {VALID_MY_NUMBER}"))
+
+
+def test_the_roster_wins_an_overlapping_span():
+    found = detect("利用者 山田太郎様 被保険者番号 1234567890",
+                   (RosterMatch(("山田太郎",), ("1234567890",)),) + DETECTORS)
+    assert [d.kind for d in found if d.kind in ("roster", "person_name", "care_insured_number")] == \
+        ["roster", "roster"]
+
+
+@pytest.mark.parametrize("texts, level", [
+    (["要介護3 の方です"], "none"),                          # a sensitive fact about nobody
+    (["利用者 山田太郎様"], "personal"),
+    (["利用者 山田太郎様", "要介護3"], "sensitive"),
+    ([f"個人番号 {VALID_MY_NUMBER}"], "sensitive"),           # 特定個人情報 alone
+])
+def test_classification(texts, level):
+    assert classify([d for t in texts for d in detect(t)]) == level
