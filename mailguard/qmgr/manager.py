@@ -105,8 +105,7 @@ class QueueManager:
         batch = await self.db.incoming(limit=INCOMING_BATCH, exclude=list(self._failed_decisions))
         if batch:
             await self._decide_batch(batch)
-        if len(batch) == INCOMING_BATCH:
-            self.wake()   # more are waiting: come straight back
+            self.wake()   # there may be more (the batch is bounded in count and bytes): come straight back
         now = time.time()
         if now >= self._next_full_scan:
             self._next_full_scan = now + self.settings.queue_scan_interval

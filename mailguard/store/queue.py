@@ -130,13 +130,27 @@ class QueueStore:
             rcpts[r["queue_id"]].append(_recipient(r))
         return [_message(row, tuple(rcpts[row["queue_id"]])) for row in rows]
 
-    def incoming(self, limit: int = 100, exclude: Iterable[str] = ()) -> list[QueuedMessage]:
-        """Accepted messages not yet decided, with content, oldest first (``exclude``: ids to skip)."""
+    def incoming(self, limit: int = 100, exclude: Iterable[str] = (), max_bytes: int = 64 * 1024 * 1024
+                 ) -> list[QueuedMessage]:
+        """Accepted messages not yet decided, with content, oldest first (``exclude``: ids to skip).
+
+        At most ``limit`` messages and, past the first, at most ``max_bytes`` of content
+        together: a backlog of 25 MB messages must not be read into memory at once.
+        """
         skip = list(exclude)
-        sql = f"SELECT {MESSAGE_COLUMNS}, content FROM messages WHERE state = ?"
+        sql = "SELECT queue_id, size FROM messages WHERE state = ?"
         if skip:
             sql += f" AND queue_id NOT IN ({','.join('?' * len(skip))})"
-        rows = self._read(sql + " ORDER BY queue_id LIMIT ?", (State.INCOMING, *skip, limit))
+        ids, total = [], 0
+        for row in self._read(sql + " ORDER BY queue_id LIMIT ?", (State.INCOMING, *skip, limit)):
+            if ids and total + row["size"] > max_bytes:
+                break
+            ids.append(row["queue_id"])
+            total += row["size"]
+        if not ids:
+            return []
+        rows = self._read(f"SELECT {MESSAGE_COLUMNS}, content FROM messages WHERE queue_id IN"
+                          f" ({','.join('?' * len(ids))}) AND state = ? ORDER BY queue_id", (*ids, State.INCOMING))
         return self._messages(rows)
 
     def due_ids(self, now: float, limit: int = 1000) -> dict[str, list[str]]:
