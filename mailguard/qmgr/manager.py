@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 from ..check import route as routing
@@ -66,6 +67,9 @@ class QueueManager:
         self.facts = FactGatherer(settings, db)
         self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
                                         settings.inspect_max_memory)
+        # assess (transform grows with the parts) runs on its own threads, never on the loop,
+        # and never takes the default pool's threads the console and the store's callers use.
+        self._assess_pool = ThreadPoolExecutor(max_workers=settings.inspect_workers, thread_name_prefix="assess")
 
     def wake(self) -> None:
         self._wake.set()
@@ -95,6 +99,7 @@ class QueueManager:
         if isinstance(self.deliverer, Deliverer):
             self.deliverer.close()
         self.content.close()
+        self._assess_pool.shutdown(wait=False, cancel_futures=True)
 
     async def scan(self) -> None:
         """Decide what arrived, then dispatch deliveries. The store is searched for
@@ -139,7 +144,8 @@ class QueueManager:
                       facts: Facts) -> State | None:
         try:
             content = await self._content(message, routes, policy)
-            assessment = await asyncio.to_thread(assess, message, routes, policy, facts, content, self.settings)
+            assessment = await asyncio.get_running_loop().run_in_executor(
+                self._assess_pool, assess, message, routes, policy, facts, content, self.settings)
         except Exception as exc:   # a bug in a stage: this message waits, the others go on
             log.exception("%s: assessment failed; holding for a manager", message.queue_id)
             assessment = held_for_failure(message, "decide", failures=(f"decide: {type(exc).__name__}",))
