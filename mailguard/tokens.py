@@ -5,15 +5,21 @@ key (``<data_dir>/console.key``, also the session key) by itsdangerous, and
 expires with the queue lifetime. It is single-use: ``Store.use_token`` records
 the nonce the moment it is spent. It only ever allows a cancel, the one action
 that cannot send anything anywhere.
+
+The key file is 0600 in a 0700 data directory whatever the umask, and appears
+whole or not at all (two processes starting at once read the same key).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .store import private_dir
 
 SALT = "mailguard-cancel-link"
 
@@ -21,14 +27,21 @@ SALT = "mailguard-cancel-link"
 def installation_key(data_dir: Path) -> str:
     """The signing key, created once (0600) on first use."""
     path = data_dir / "console.key"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     if not path.exists():
+        fd, scratch = tempfile.mkstemp(dir=data_dir, prefix=".console.key.")   # 0600
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:   # another process made it first
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(scratch, path)   # whole, and never over a key another process made first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(scratch)
+    if path.stat().st_mode & 0o077:   # made by an older version under a loose umask
+        os.chmod(path, 0o600)
     return path.read_text().strip()
 
 

@@ -2,11 +2,14 @@
 
 The files in policies/ stay the source of truth: every change is made to
 ``address_book.toml`` through ``policy.update_file`` (comments kept, the whole
-policy validated first, atomic replace), taken into force at once, and recorded
-in the send log with the acting admin. Agreed keys are never shown or logged.
+policy validated first, atomic replace, the file's mode kept), one at a time,
+taken into force at once, and recorded in the send log with the acting admin.
+Agreed keys are never shown or logged.
 
 CSV import and export speak Outlook's contact export (Japanese or English column
-names) in UTF-8 or CP932, the encoding Excel writes in Japan.
+names) in UTF-8 or CP932, the encoding Excel writes in Japan. Exported cells that
+Excel would take for a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+CR) get a leading apostrophe (OWASP CSV injection); import takes it off again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ OUTLOOK_COLUMNS = {
     "name": ("名前", "表示名", "Display Name", "Name"),
     "fax": ("会社 FAX", "勤務先 FAX", "Business Fax"),
 }
+# What makes a spreadsheet read a cell as a formula (OWASP CSV injection), and the
+# full-width forms a Japanese Excel may read the same way.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+
+
+def csv_cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: a leading apostrophe before a formula start."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def from_csv_cell(value: str) -> str:
+    """The value of a cell written by ``csv_cell`` (an apostrophe before a formula start comes off)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, current_user, csrf_ok) -> None:
@@ -53,13 +69,16 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         if not csrf_ok(request, token):
             raise HTTPException(403, "CSRF token missing or wrong")
 
+    writing = asyncio.Lock()   # one edit at a time: two admins saving at once must not lose either change
+
     async def change(user, summary: dict, edit) -> str | None:
         """Apply ``edit`` to address_book.toml; the error text, or None when it took effect."""
-        try:
-            await asyncio.to_thread(update_file, policies.directory, "address_book.toml", edit)
-        except PolicyError as exc:
-            return "\n".join(exc.problems)
-        await asyncio.to_thread(policies.refresh)
+        async with writing:
+            try:
+                await asyncio.to_thread(update_file, policies.directory, "address_book.toml", edit)
+            except PolicyError as exc:
+                return "\n".join(exc.problems)
+            await asyncio.to_thread(policies.refresh)
         await asyncio.to_thread(store.record_admin, "policy_changed", f"web:{user.username}",
                                 {"file": "address_book.toml", **summary})
         return None
@@ -184,12 +203,10 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["名前", "電子メール アドレス", "会社", "会社 FAX", "メモ"])
         book = policies.current.address_book
-        for e in book.email:
-            writer.writerow([e.name, e.address, e.organisation, "", e.note])
-        for d in book.domain:
-            writer.writerow(["", "@" + d.domain, d.organisation, "", d.note])
-        for f in book.fax:
-            writer.writerow([f.name, "", f.organisation, fax_display(f.number), f.note])
+        rows = [[e.name, e.address, e.organisation, "", e.note] for e in book.email]
+        rows += [["", "@" + d.domain, d.organisation, "", d.note] for d in book.domain]
+        rows += [[f.name, "", f.organisation, fax_display(f.number), f.note] for f in book.fax]
+        writer.writerows([csv_cell(cell or "") for cell in row] for row in rows)
         data = out.getvalue().encode("utf-8-sig" if encoding == "utf-8" else "cp932", "replace")
         return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
                         headers={"Content-Disposition": 'attachment; filename="address_book.csv"'})
@@ -228,10 +245,11 @@ def parse_contacts(data: bytes) -> list[tuple[str, dict]]:
         raise ValueError("「電子メール アドレス」(E-mail Address) の列がありません")
     entries = []
     for row in reader:
-        get = lambda field: unicodedata.normalize("NFKC", (row.get(columns[field]) or "") if columns[field] else "").strip()  # noqa: E731
-        name = get("name") or " ".join(p for p in (get("surname"), get("given")) if p)
-        organisation = get("organisation")
-        address = get("address")
+        cell = {field: unicodedata.normalize("NFKC", from_csv_cell(row.get(column) or "")).strip() if column else ""
+                for field, column in columns.items()}
+        name = cell["name"] or " ".join(p for p in (cell["surname"], cell["given"]) if p)
+        organisation = cell["organisation"]
+        address = cell["address"]
         if address.startswith("@"):
             entries.append(("domain", {"domain": address[1:], "organisation": organisation or address[1:]}))
         elif address:
@@ -239,8 +257,8 @@ def parse_contacts(data: bytes) -> list[tuple[str, dict]]:
             if name:
                 entry["name"] = name
             entries.append(("email", entry))
-        if get("fax"):
-            entries.append(("fax", {"number": get("fax"), "organisation": organisation or name or get("fax")}))
+        if cell["fax"]:
+            entries.append(("fax", {"number": cell["fax"], "organisation": organisation or name or cell["fax"]}))
     return entries
 
 

@@ -3,8 +3,11 @@
 Authentication is the console's session (log in at /login); every state-changing
 call carries the session's CSRF token in ``X-CSRF-Token`` (GET /api/v1/session
 returns it). The same rules as the pages: staff see and act on their own
-messages only; managers approve and reject; actions go through ``queue.act`` and
-are logged as ``web:<user>``. Detected numbers appear only masked, as everywhere.
+messages only; managers approve and reject, never their own message unless the
+policy allows it; actions go through ``qmgr.actions.act`` and are logged as
+``web:<user>``. A broken rule or an unusable comment is a 422 whose ``detail`` is the
+Japanese reason. A session ended by logout, a password change or disabling the user
+is a 401. Detected numbers appear only masked, as everywhere.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class SessionOut(BaseModel):
 
 
 class ActionIn(BaseModel):
-    comment: str = Field(default="", description="required to approve or reject")
+    comment: str = Field(default="", description="required to approve or reject; at most 2,000 characters")
 
 
 def _out(m: QueuedMessage) -> MessageOut:
@@ -103,7 +106,9 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
     @app.post("/api/v1/messages/{queue_id}/{action}", response_model=MessageOut, tags=["messages"],
               responses={403: {"description": "not allowed, or CSRF token missing"},
                          404: {"description": "no such message (or not yours)"},
-                         409: {"description": "not in a state that allows it"}})
+                         409: {"description": "not in a state that allows it"},
+                         422: {"description": "refused: detail gives the reason in Japanese "
+                                              "(no comment, too long a comment, one's own message)"}})
     async def perform(request: Request, queue_id: str, action: Literal["cancel", "release", "approve", "reject"],
                       body: ActionIn, x_csrf_token: str = Header("")):
         """cancel (own), release = send now (own, if the policy allows), approve / reject (managers)."""
@@ -115,6 +120,8 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
             raise HTTPException(404, "not found")
         if not permitted(user, action):
             raise HTTPException(403, "not allowed")
+        if any("\ud800" <= ch <= "\udfff" for ch in body.comment):   # JSON can carry lone surrogates; forms cannot
+            raise HTTPException(422, "コメントに使えない文字が含まれています。入力し直してください。")
         try:
             done = await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}",
                                            body.comment, user=user.username,

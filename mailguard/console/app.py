@@ -6,12 +6,16 @@ Japanese throughout; readable on a phone.
 
 Who sees what: staff see and act on their own messages only (sent as their
 authenticated user or from one of their addresses); managers and admins see all
-and approve or reject held messages, with a required comment. Every action goes
-through ``queue.act`` and is in the send log as ``web:<user>``.
+and approve or reject held messages, with a required comment, and are not offered
+the approval of their own message unless ``[approval] allow_self_approval`` says so.
+Every action goes through ``qmgr.actions.act`` (the one rule book) and is in the
+send log as ``web:<user>``; a broken rule or a comment it cannot take is a 400 page
+with the Japanese reason, never a 500.
 
 Safety: everything a message contains is escaped (Jinja2 autoescape) and bodies
 are shown as plain text only, so no markup, script or remote content from a
-message ever reaches the browser. Sessions, CSRF and login throttling: ``security``.
+message ever reaches the browser. Sessions (ended server-side on logout, password
+change and disable), CSRF, login throttling and HSTS over TLS: ``security``.
 """
 
 from __future__ import annotations
@@ -40,8 +44,7 @@ from ..text import html_text
 from ..users import User, authenticate
 from .admin import add_admin_routes
 from .api import add_api_routes
-from .security import (SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token,
-                       session_key)
+from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token, session_key
 
 HERE = Path(__file__).parent
 
@@ -57,18 +60,26 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
     templates.env.globals.update(state_label=STATE_LABELS, when=lambda ts: _when(ts, settings),
                                  recipient_label={"pending": "未送信", "delivered": "送信済み", "bounced": "不達"})
     throttle = LoginThrottle()
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=settings.tls_cert is not None)
     app.add_middleware(SessionMiddleware, secret_key=session_key(settings.data_dir),
                        session_cookie="mailguard_session", max_age=SESSION_SECONDS, same_site="strict",
                        https_only=settings.tls_cert is not None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
+    def live_user(session_id: str) -> dict | None:
+        """The enabled user of a live server-side session, or None."""
+        username = store.session_user(session_id)
+        row = store.get_user(username) if username else None
+        return None if row is None or row["disabled"] else row
+
     async def current_user(request: Request) -> User | None:
-        """Re-read every request (a disabled user loses access at once), off the event loop:
-        the store's lock may be held through a commit's fsync."""
-        username = request.session.get("user")
-        row = await asyncio.to_thread(store.get_user, username) if username else None
-        if row is None or row["disabled"]:
+        """Checked in the store every request (logout, a new password or disabling ends a
+        session at once), off the event loop: the store's lock may be held through an fsync."""
+        session_id = request.session.get("sid")
+        row = await asyncio.to_thread(live_user, session_id) if isinstance(session_id, str) else None
+        if row is None:
+            if request.session:
+                request.session.clear()   # an ended session: the browser drops the cookie
             return None
         return User(row["username"], row["role"], tuple(row["addresses"]))
 
@@ -76,9 +87,21 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         return templates.TemplateResponse(request, name, {"user": user, "csrf": csrf_token(request), **context},
                                           status_code=status)
 
+    def own(user: User, message: QueuedMessage) -> bool:
+        return message.auth_user == user.username or user.owns(message.envelope.mail_from)
+
     def may_see(user: User, message: QueuedMessage) -> bool:
-        return user.role in ("manager", "admin") or message.auth_user == user.username \
-            or user.owns(message.envelope.mail_from)
+        return user.role in ("manager", "admin") or own(user, message)
+
+    async def message_page(request: Request, user: User, message: QueuedMessage, status: int = 200,
+                           **context) -> HTMLResponse:
+        """A message's page; the approve form is not offered on one's own message (the rule
+        itself is enforced by ``act``)."""
+        allow_self = policies.current.approval.allow_self_approval
+        return page(request, "message.html", user, status, m=message, view=await asyncio.to_thread(_view, message),
+                    manager=user.role in ("manager", "admin"), own=own(user, message),
+                    self_approval_refused=own(user, message) and not allow_self,
+                    allow_send_now=policies.current.hold.allow_send_now, **context)
 
     def permitted(user: User, action: str) -> bool:
         """Staff cancel (and send now, if the policy allows) their own; managers also approve and reject."""
@@ -106,8 +129,12 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
             await asyncio.sleep(1.0)
             return page(request, "login.html", None, 401, error="ユーザー名またはパスワードが違います。")
         throttle.succeeded(*keys)
+        previous = request.session.get("sid")
+        if isinstance(previous, str):
+            await asyncio.to_thread(store.close_session, previous)
+        session_id = await asyncio.to_thread(store.open_session, user.username, SESSION_SECONDS)
         request.session.clear()
-        request.session.update({"user": user.username, "csrf": None})
+        request.session.update({"sid": session_id, "csrf": None})
         csrf_token(request)   # a fresh token for the new session
         return RedirectResponse("/", status_code=303)
 
@@ -115,6 +142,9 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
     async def logout(request: Request, csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
+        session_id = request.session.get("sid")
+        if isinstance(session_id, str):
+            await asyncio.to_thread(store.close_session, session_id)   # a copy of the cookie ends too
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -147,10 +177,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         message = await asyncio.to_thread(store.get, queue_id, content=True)
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")     # another's message: as if it did not exist
-        return page(request, "message.html", user, m=message, view=await asyncio.to_thread(_view, message),
-                    manager=user.role in ("manager", "admin"), own=message.auth_user == user.username
-                    or user.owns(message.envelope.mail_from), done=ACTION_LABELS.get(done, ""),
-                    allow_send_now=policies.current.hold.allow_send_now)
+        return await message_page(request, user, message, done=ACTION_LABELS.get(done, ""))
 
     @app.post("/messages/{queue_id}/{action}", include_in_schema=False)
     async def do(request: Request, queue_id: str, action: str, comment: str = Form(""),
@@ -163,18 +190,15 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         message = await asyncio.to_thread(store.get, queue_id)
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")
-        manager = user.role in ("manager", "admin")
         if not permitted(user, action):
             raise HTTPException(403, "not allowed")
         try:
             await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment,
                                     user=user.username,
                                     allow_self_approval=policies.current.approval.allow_self_approval)
-        except ActionRefused as exc:
+        except ActionRefused as exc:   # a broken rule or a comment it cannot take: the reason, in Japanese
             full = await asyncio.to_thread(store.get, queue_id, content=True)
-            return page(request, "message.html", user, 400, m=full, view=await asyncio.to_thread(_view, full),
-                        manager=manager, own=may_see(user, full),
-                        allow_send_now=policies.current.hold.allow_send_now, error=str(exc))
+            return await message_page(request, user, full or message, 400, error=str(exc))
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)

@@ -2,13 +2,17 @@
 
 - Sessions are signed cookies (Starlette's SessionMiddleware, itsdangerous) with a
   key kept in ``<data_dir>/console.key`` (created 0600 on first start): HttpOnly,
-  SameSite=Strict, Secure when the console is served over TLS, 8 hours.
+  SameSite=Strict, Secure when the console is served over TLS, 8 hours. The cookie
+  carries a server-side session id (``Store.open_session``) that every request
+  checks, so logout, a password change, a role change or disabling the user ends
+  the session at once: a copied cookie is worthless afterwards (OWASP session
+  management).
 - Every state-changing request carries the session's CSRF token (a form field or
   the ``X-CSRF-Token`` header); without it: 403 (OWASP synchroniser token).
 - Logins: 5 failures for one user name or one client within 15 minutes lock both
   out for 15 minutes (OWASP authentication cheat sheet), and each failure costs 1 s.
 - Headers: a CSP without inline script or remote content, no framing, no sniffing,
-  no referrer.
+  no referrer; over TLS also HSTS (one year), never over plain HTTP (RFC 6797 §7.2).
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
 
 from ..tokens import installation_key
-from starlette.requests import Request
 
 SESSION_SECONDS = 8 * 3600
 FAILURES, WINDOW, LOCKOUT = 5, 15 * 60, 15 * 60
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+HSTS = "max-age=31536000"
 
 
 def session_key(data_dir: Path) -> str:
@@ -76,8 +81,16 @@ class LoginThrottle:
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
+    """The headers on every response; ``hsts`` only when the console itself serves TLS."""
+
+    def __init__(self, app, hsts: bool = False):
+        super().__init__(app)
+        self.hsts = hsts
+
     async def dispatch(self, request, call_next):
         response = await call_next(request)
+        if self.hsts:
+            response.headers["Strict-Transport-Security"] = HSTS
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
