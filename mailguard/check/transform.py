@@ -53,8 +53,8 @@ NOTE = (
     "7-Zip、Lhaplus、CubeICE などの無料ソフトで開いてください。"
 )
 HIDDEN_HEADERS = (b"to", b"cc")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff<>:\"/\\|?*]")
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
+_UNSAFE = re.compile(r'[<>:"/\\|?*]')   # not allowed in a Windows file name
+_RESERVED = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])\s*(\..*)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ def safe_name(name: str, fallback: str = "添付ファイル") -> str:
     (``/`` and ``\\``), no control, bidirectional or reserved characters, no reserved
     Windows device name (CON, NUL, COM1 …), no leading dots, at most 150 characters."""
     base = re.split(r"[/\\]", unicodedata.normalize("NFC", name))[-1]
+    base = "".join(ch if mime.printable(ch) else "_" for ch in base)   # controls, bidi, zero-width
     base = _UNSAFE.sub("_", base).strip(" .")
     if _RESERVED.match(base):
         base = "_" + base
@@ -160,7 +161,7 @@ def encrypt_attachments(raw: bytes, paths: list[str], password: str, archive_nam
                 unique = f"{stem}({n}).{ext}" if dot else f"{name}({n})"
             used.add(unique.lower())
             if unique != original:
-                renamed.append(f"「{original[:100]}」→「{unique}」")
+                renamed.append(f"「{_shown(original)}」→「{unique}」")
             zf.writestr(unique, data)
     note = NOTE.format(archive=archive_name, how=how)
     if renamed:
@@ -170,8 +171,13 @@ def encrypt_attachments(raw: bytes, paths: list[str], password: str, archive_nam
     return msg.as_bytes(policy=SMTP), tuple(name for _, name, _ in files)
 
 
+def _shown(name: str) -> str:
+    """An original name as the note may show it: its hidden characters made visible (U+202E …)."""
+    return "".join(ch if mime.printable(ch) else f"<U+{ord(ch):04X}>" for ch in name[:100])
+
+
 def _member(part, path: str) -> tuple[str, str, bytes]:
-    original = mime.attachment_name(part) or f"添付ファイル{path}"
+    original = mime.raw_attachment_name(part) or f"添付ファイル{path}"
     if part.get_content_type() == "message/rfc822":   # a forwarded message, whole
         payload = part.get_payload()
         data = payload[0].as_bytes(policy=SMTP) if isinstance(payload, list) and payload else b""

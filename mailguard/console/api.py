@@ -124,7 +124,7 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
             raise HTTPException(422, "コメントに使えない文字が含まれています。入力し直してください。")
         try:
             done = await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}",
-                                           body.comment, user=user.username,
+                                           body.comment, user=user,
                                            allow_self_approval=allow_self_approval())
         except ActionRefused as exc:
             raise HTTPException(422, str(exc)) from None

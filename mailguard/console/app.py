@@ -194,7 +194,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
             raise HTTPException(403, "not allowed")
         try:
             await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment,
-                                    user=user.username,
+                                    user=user,
                                     allow_self_approval=policies.current.approval.allow_self_approval)
         except ActionRefused as exc:   # a broken rule or a comment it cannot take: the reason, in Japanese
             full = await asyncio.to_thread(store.get, queue_id, content=True)

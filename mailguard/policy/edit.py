@@ -6,6 +6,8 @@ keys stays 0600); a new file is created 0600.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -26,9 +28,27 @@ def update_file(directory: Path, name: str, change: Callable[[Any], None]) -> No
     import tomlkit
 
     path = directory / name
-    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
-    change(document)
-    text = tomlkit.dumps(document)
+    with _locked(directory):   # two editors (console, another process) never interleave read and write
+        document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+        change(document)
+        text = tomlkit.dumps(document)
+        _validate(directory, name, text)
+        _write(path, text)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """An exclusive lock on the policy directory itself (flock; no lock file to leave behind)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
+
+
+def _validate(directory: Path, name: str, text: str) -> None:
+    """The whole policy as it would be with ``text`` in ``name``. Raises PolicyError naming the real file."""
     with tempfile.TemporaryDirectory() as scratch:
         for existing in [*directory.glob("*.toml"), *directory.glob(ROSTER_FILE)]:
             shutil.copy2(existing, scratch)
@@ -37,13 +57,20 @@ def update_file(directory: Path, name: str, change: Callable[[Any], None]) -> No
             load(Path(scratch))
         except PolicyError as exc:
             raise PolicyError([p.replace(scratch, str(directory)) for p in exc.problems]) from None
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    temporary = path.with_name(f".{name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(temporary, mode)   # the mode the admin gave the file, not the umask's
-    os.replace(temporary, path)
 
+
+def _write(path: Path, text: str) -> None:
+    """Atomic replace (temporary file, fsync, rename) keeping the file's mode; a new file is 0600."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")   # created 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temporary, mode)   # the mode the admin gave the file, not the umask's
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise

@@ -20,6 +20,7 @@ from ..model import QueuedMessage, State
 from ..notices import compose
 from ..settings import Settings
 from ..store import Store, TransitionError
+from ..users import User
 
 ACTIONS = ("release", "approve", "cancel", "reject")
 MAX_COMMENT = 2000
@@ -32,7 +33,10 @@ class ActionRefused(Exception):
 def clean_comment(comment: str) -> str:
     """A comment as it will be stored and mailed: one paragraph per line, no control
     characters. Raises ActionRefused when it is too long."""
-    lines = ["".join(ch for ch in line if ch == "\t" or ch >= " " and ch != "\x7f")
+    # control characters and lone surrogates (JSON can carry them) cannot go into a log, a notice or a DSN
+    lines = ["".join(ch for ch in line if ch == "\t" or (ch >= " " and ch != "\x7f"
+                                                          and not 0x80 <= ord(ch) < 0xA0
+                                                          and not 0xD800 <= ord(ch) < 0xE000))
              for line in comment.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     text = "\n".join(line.rstrip() for line in lines).strip()
     if len(text) > MAX_COMMENT:
@@ -40,21 +44,28 @@ def clean_comment(comment: str) -> str:
     return text
 
 
-def check(action: str, message: QueuedMessage, actor_user: str | None, comment: str,
+def is_own(user: User | None, message: QueuedMessage) -> bool:
+    """Whether ``user`` sent ``message``: as the authenticated user, or from one of their addresses
+    (a manager's mail from a trusted network carries no AUTH user)."""
+    return user is not None and (message.auth_user == user.username or user.owns(message.envelope.mail_from))
+
+
+def check(action: str, message: QueuedMessage, user: User | None, comment: str,
           allow_self_approval: bool) -> None:
     """The rules that do not depend on the message's state. Raises ActionRefused."""
     if action not in ACTIONS:
         raise ActionRefused(f"その操作はできません ({action})。")
     if action in ("approve", "reject") and not comment:
         raise ActionRefused("承認・却下にはコメント (確認した内容や理由) を入力してください。")
-    if action == "approve" and not allow_self_approval and actor_user and message.auth_user == actor_user:
+    if action == "approve" and not allow_self_approval and is_own(user, message):
         raise ActionRefused("自分が送ったメールは承認できません。ほかの管理者に承認を依頼してください。")
 
 
 def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str, comment: str = "", *,
-        user: str | None = None, allow_self_approval: bool = False) -> QueuedMessage:
+        user: User | None = None, allow_self_approval: bool = False) -> QueuedMessage:
     """Apply a person's ``action``; ``actor`` is how the log names them (``web:taro``,
-    ``cli:root``), ``user`` their mailguard account (for the self-approval rule).
+    ``cli:root``), ``user`` their mailguard account (for the self-approval rule; None for
+    the CLI's operator, who acts as the system's administrator).
     Raises ActionRefused or TransitionError."""
     comment = clean_comment(comment)
     message = store.get(queue_id, content=action in ("reject", "approve"))

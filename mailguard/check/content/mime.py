@@ -12,13 +12,12 @@ thousands deep cannot exhaust the stack.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from email.message import Message
 from typing import Iterator
 
 from ...text import decode_words as header_text
 
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def child_path(parent: str, index: int) -> str:
@@ -67,4 +66,20 @@ def attachment_name(part: Message) -> str | None:
         return None
     if not filename:
         return None
-    return _CONTROLS.sub("", header_text(filename)) or None
+    return printable(header_text(filename)) or None
+
+
+def raw_attachment_name(part: Message) -> str | None:
+    """The file name as the sender's program wrote it (decoded, nothing removed): for telling
+    the recipient when the name had to change."""
+    try:
+        filename = part.get_filename()
+    except Exception:
+        return None
+    return header_text(filename) if filename else None
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (C0, C1), format characters (bidirectional
+    overrides and marks, zero-width) and line or paragraph separators (Unicode Cc, Cf, Zl, Zp)."""
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs"))
