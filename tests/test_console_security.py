@@ -363,11 +363,10 @@ def test_safe_name(name, expected):
 def test_hostile_attachment_names_are_made_safe_in_the_zip(relay, upstream):
     import pyzipper
 
-    # name as sent → name in the zip (control and bidi characters are already gone from the name
-    # inspection reports, so those two are not renamed in the note: they look the same to the sender)
+    # name as sent → name in the zip (hidden characters become "_", and the note shows them as U+…)
     hostile = {"../../../etc/passwd.csv": "passwd.csv", "..\\..\\Windows\\win.ini.csv": "win.ini.csv",
-               "CON.csv": "_CON.csv", "ケア\x07プラン\x1b.csv": "ケアプラン.csv",
-               "請求書\u202Evsc.exe.csv": "請求書vsc.exe.csv"}
+               "CON.csv": "_CON.csv", "ケア\x07プラン\x1b.csv": "ケア_プラン_.csv",
+               "請求書\u202Evsc.exe.csv": "請求書_vsc.exe.csv"}
     parts = ["--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
              + "ケアプランをお送りします。\r\n"]
     for i, name in enumerate(hostile):
@@ -393,3 +392,4 @@ def test_hostile_attachment_names_are_made_safe_in_the_zip(relay, upstream):
     assert "次のファイル名を変えて" in note
     for sent, safe in list(hostile.items())[:3]:
         assert f"「{sent}」→「{safe}」" in note
+    assert "「請求書<U+202E>vsc.exe.csv」→「請求書_vsc.exe.csv」" in note   # the trick is shown, not performed

@@ -56,7 +56,7 @@ def from_csv_cell(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
-def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, current_user, csrf_ok) -> None:
+def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, page, current_user, csrf_ok) -> None:
     async def admin(request: Request):
         user = await current_user(request)
         if user is None:
@@ -79,7 +79,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
             except PolicyError as exc:
                 return "\n".join(exc.problems)
             await asyncio.to_thread(policies.refresh)
-        await asyncio.to_thread(store.record_admin, "policy_changed", f"web:{user.username}",
+        await db.record_admin("policy_changed", f"web:{user.username}",
                                 {"file": "address_book.toml", **summary})
         return None
 
@@ -175,7 +175,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
             if not valid or not username.strip():
                 raise ValueError("ユーザー名と送信元アドレスを入力してください")
             hashed = await asyncio.to_thread(hash_password, password)
-            await asyncio.to_thread(store.add_user, username.strip(), hashed, role, valid, f"web:{user.username}")
+            await db.add_user(username.strip(), hashed, role, valid, f"web:{user.username}")
         except ValueError as exc:
             return _back(request, error=str(exc))
         return _back(request, done=f"利用者 {username.strip()} を追加しました")
@@ -189,7 +189,7 @@ def add_admin_routes(app: FastAPI, store: Store, policies: PolicyWatcher, page, 
         if username == user.username and action == "disable":
             return _back(request, error="自分自身は無効にできません")
         try:
-            await asyncio.to_thread(store.update_user, username, f"web:{user.username}", disabled=action == "disable")
+            await db.update_user(username, f"web:{user.username}", disabled=action == "disable")
         except KeyError:
             raise HTTPException(404, "no such user") from None
         return _back(request, done=f"{username} を{'無効' if action == 'disable' else '有効'}にしました")

@@ -70,7 +70,7 @@ def _out(m: QueuedMessage) -> MessageOut:
     )
 
 
-def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see, permitted,
+def add_api_routes(app: FastAPI, settings, store, db, current_user, csrf_ok, may_see, permitted,
                    allow_self_approval) -> None:
     async def user_of(request: Request):
         user = await current_user(request)
@@ -91,14 +91,14 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
         """Messages you may see: by default those not yet finished; ``reason`` filters by finding code."""
         user = await user_of(request)
         states = [state] if state else [s for s in State if s not in FINAL_STATES]
-        found = await asyncio.to_thread(store.list, states, sender=sender or None)
+        found = await db.list(states, sender=sender or None)
         return [_out(m) for m in found if may_see(user, m)
                 and (not reason or any(f.code == reason for f in m.findings))]
 
     @app.get("/api/v1/messages/{queue_id}", response_model=MessageOut, tags=["messages"])
     async def message(request: Request, queue_id: str):
         user = await user_of(request)
-        found = await asyncio.to_thread(store.get, queue_id)
+        found = await db.get(queue_id)
         if found is None or not may_see(user, found):
             raise HTTPException(404, "not found")
         return _out(found)
@@ -115,7 +115,7 @@ def add_api_routes(app: FastAPI, settings, store, current_user, csrf_ok, may_see
         if not csrf_ok(request, x_csrf_token):
             raise HTTPException(403, "CSRF token missing or wrong")
         user = await user_of(request)
-        found = await asyncio.to_thread(store.get, queue_id)
+        found = await db.get(queue_id)
         if found is None or not may_see(user, found):
             raise HTTPException(404, "not found")
         if not permitted(user, action):

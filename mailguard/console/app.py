@@ -39,9 +39,9 @@ from ..model import FINAL_STATES, HELD_STATES, STATE_LABELS, QueuedMessage, Stat
 from ..policy import PolicyWatcher
 from ..qmgr.actions import ActionRefused, act
 from ..settings import Settings
-from ..store import Store, TransitionError
+from ..store import AsyncStore, Store, TransitionError
 from ..text import html_text
-from ..users import User, authenticate
+from ..users import User, Verifier
 from .admin import add_admin_routes
 from .api import add_api_routes
 from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token, session_key
@@ -52,7 +52,11 @@ ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今す�
                  "reject": "却下しました (送信者に通知します)"}
 
 
-def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=None) -> FastAPI:
+def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: AsyncStore | None = None) -> FastAPI:
+    """The console on ``store``; ``db`` is the relay's AsyncStore (its one store thread, group
+    commit), made here when the console runs alone. Composite actions (``act``) use ``store``."""
+    db = db if db is not None else AsyncStore(store)
+    verifier = Verifier(threads=2, name="console-login")   # Argon2 never takes the default pool's threads
     app = FastAPI(title="mailguard", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   description="送信確認の API: 保留中のメールの確認・承認・却下・取り消し。"
                               "ログインしたセッションの Cookie と、変更には X-CSRF-Token ヘッダーが必要です。")
@@ -66,17 +70,17 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
                        https_only=settings.tls_cert is not None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def live_user(session_id: str) -> dict | None:
+    async def live_user(session_id: str) -> dict | None:
         """The enabled user of a live server-side session, or None."""
-        username = store.session_user(session_id)
-        row = store.get_user(username) if username else None
+        username = await db.session_user(session_id)
+        row = await db.get_user(username) if username else None
         return None if row is None or row["disabled"] else row
 
     async def current_user(request: Request) -> User | None:
         """Checked in the store every request (logout, a new password or disabling ends a
         session at once), off the event loop: the store's lock may be held through an fsync."""
         session_id = request.session.get("sid")
-        row = await asyncio.to_thread(live_user, session_id) if isinstance(session_id, str) else None
+        row = await live_user(session_id) if isinstance(session_id, str) else None
         if row is None:
             if request.session:
                 request.session.clear()   # an ended session: the browser drops the cookie
@@ -123,7 +127,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         if throttle.locked(*keys):
             return page(request, "login.html", None, 429,
                         error="ログインの失敗が続いたため、しばらくログインできません。15分後にお試しください。")
-        user = await asyncio.to_thread(authenticate, store, username, password)
+        user = await verifier.authenticate(store, username, password)
         if user is None:
             throttle.failed(*keys)
             await asyncio.sleep(1.0)
@@ -131,8 +135,8 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         throttle.succeeded(*keys)
         previous = request.session.get("sid")
         if isinstance(previous, str):
-            await asyncio.to_thread(store.close_session, previous)
-        session_id = await asyncio.to_thread(store.open_session, user.username, SESSION_SECONDS)
+            await db.close_session(previous)
+        session_id = await db.open_session(user.username, SESSION_SECONDS)
         request.session.clear()
         request.session.update({"sid": session_id, "csrf": None})
         csrf_token(request)   # a fresh token for the new session
@@ -144,7 +148,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
             raise HTTPException(403, "CSRF token missing or wrong")
         session_id = request.session.get("sid")
         if isinstance(session_id, str):
-            await asyncio.to_thread(store.close_session, session_id)   # a copy of the cookie ends too
+            await db.close_session(session_id)   # a copy of the cookie ends too
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -158,7 +162,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
             states = [State(state)]
         else:
             states = [State.AWAITING_APPROVAL] if manager and not state else [s for s in State if s not in FINAL_STATES]
-        messages = await asyncio.to_thread(store.list, states, sender=sender or None)
+        messages = await db.list(states, sender=sender or None)
         messages = [m for m in messages if may_see(user, m)]
         if reason:
             messages = [m for m in messages if any(f.code == reason for f in m.findings)]
@@ -174,7 +178,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         user = await current_user(request)
         if user is None:
             return RedirectResponse("/login", status_code=303)
-        message = await asyncio.to_thread(store.get, queue_id, content=True)
+        message = await db.get(queue_id, content=True)
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")     # another's message: as if it did not exist
         return await message_page(request, user, message, done=ACTION_LABELS.get(done, ""))
@@ -187,7 +191,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         user = await current_user(request)
         if user is None:
             raise HTTPException(401, "login required")
-        message = await asyncio.to_thread(store.get, queue_id)
+        message = await db.get(queue_id)
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")
         if not permitted(user, action):
@@ -197,7 +201,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
                                     user=user,
                                     allow_self_approval=policies.current.approval.allow_self_approval)
         except ActionRefused as exc:   # a broken rule or a comment it cannot take: the reason, in Japanese
-            full = await asyncio.to_thread(store.get, queue_id, content=True)
+            full = await db.get(queue_id, content=True)
             return await message_page(request, user, full or message, 400, error=str(exc))
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
@@ -220,7 +224,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
         message = await _link_message(token)
         if found is None or message is None:
             return page(request, "link.html", None, 404, error="このリンクは無効か、期限が切れています。")
-        if not await asyncio.to_thread(store.use_token, found[1]):
+        if not await db.use_token(found[1]):
             return page(request, "link.html", None, 410, m=message, error="このリンクは使用済みです。")
         try:
             message = await asyncio.to_thread(act, store, settings, message.queue_id, "cancel",
@@ -232,10 +236,10 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db=Non
 
     async def _link_message(token: str) -> QueuedMessage | None:
         found = tokens.read(settings.data_dir, token, settings.queue_lifetime)
-        return None if found is None else await asyncio.to_thread(store.get, found[0])
+        return None if found is None else await db.get(found[0])
 
-    add_admin_routes(app, store, policies, page, current_user, csrf_ok)
-    add_api_routes(app, settings, store, current_user, csrf_ok, may_see, permitted,
+    add_admin_routes(app, store, db, policies, page, current_user, csrf_ok)
+    add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,
                    lambda: policies.current.approval.allow_self_approval)
     return app
 
