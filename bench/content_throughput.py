@@ -7,7 +7,7 @@ CP932 CSV, ISO-2022-JP care-record bodies, a meeting agenda) and runs, in this o
 process and on the same messages, three passes side by side:
 
     parse     stdlib email parse and decode of every part (the floor)
-    extract   mailguard.inspect.extract: text of every part and attachment
+    extract   mailguard.check.content.extract: text of every part and attachment
     scan      extract + every detector + classification (what the relay runs per message)
 
 Prints MB/s (of raw message bytes), per-message latency (p50, p95, max) and the

@@ -19,6 +19,7 @@ Sources: 個人情報保護法 第2条第3項 (要配慮), 手引き 2-1 (the ca
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import unicodedata
@@ -350,8 +351,14 @@ def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Detec
     keeps it (a 被保険者番号 is not also a telephone number), as Presidio resolves conflicts."""
     text = normalise(text)
     kept: list[Detection] = []
+    starts: list[int] = []   # the kept spans, disjoint, sorted: an overlap is found by bisection
+    ends: list[int] = []
     for detector in detectors:
         for found in detector.detect(text):
-            if not any(found.start < k.end and k.start < found.end for k in kept):
-                kept.append(found)
+            at = bisect.bisect_left(starts, found.end)   # kept spans that start before this one ends
+            if at and ends[at - 1] > found.start:
+                continue
+            starts.insert(at, found.start)
+            ends.insert(at, found.end)
+            kept.append(found)
     return kept

@@ -32,8 +32,8 @@ from email.header import decode_header
 from email.message import Message
 from email.policy import compat32
 
-from . import mime, zipsafe
 from ...text import html_text
+from . import mime, zipsafe
 from .charsets import readings
 from .formats import EXTRACTORS, Unreadable
 from .mime import attachment_name
@@ -53,7 +53,7 @@ class Limits:
     seconds: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings) -> "Limits":
+    def from_settings(cls, settings) -> Limits:
         """The limits MAILGUARD_INSPECT_* set."""
         return cls(settings.inspect_max_text_bytes, settings.inspect_max_archive_entries,
                    settings.inspect_max_compression_ratio, settings.inspect_max_depth, settings.inspect_timeout)

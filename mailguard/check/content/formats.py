@@ -1,11 +1,12 @@
 """formats: the text of PDF and Office files, read with well-kept libraries.
 
 Receives one file's bytes and the ``zipsafe.Caps`` in force; yields
-``(where inside it, text)``: " 2ページ", " シート 計画", " 表1", " スライド3".
+``(where inside it, text)``: " 2ページ", " シート 計画", " ヘッダー", " スライド3".
 
     PDF   pypdfium2 (Japanese CID fonts), pdfminer.six when pdfium refuses the file
-    DOCX  python-docx      XLSX  openpyxl (read-only, values)
-    XLS   xlrd             PPTX  python-pptx
+    DOCX  python-docx: body, headers, footers, notes, comments, text boxes, tracked deletions
+    XLSX  openpyxl (read-only, cell values)       XLS  xlrd
+    PPTX  python-pptx: every shape, group and table on a slide, and the speaker notes
 
 An Office Open XML file (docx / xlsx / pptx, ECMA-376) is a zip: before its
 library opens it, ``zipsafe.verify`` inflates every member under our own caps
@@ -23,6 +24,16 @@ import io
 from . import zipsafe
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # an encrypted OOXML file is an OLE container
+
+
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+BREAKS = (f"{{{W}}}tab", f"{{{W}}}br", f"{{{W}}}cr", f"{{{A}}}br")
+WML = "application/vnd.openxmlformats-officedocument.wordprocessingml."
+# WordprocessingML parts people read (ECMA-376 Part 1 §11.3), by the end of their content type
+WORD_PARTS = {"main+xml": "", "header+xml": "ヘッダー", "footer+xml": "フッター", "footnotes+xml": "脚注",
+              "endnotes+xml": "文末脚注", "comments+xml": "コメント"}
 
 
 class Unreadable(Exception):
@@ -70,14 +81,19 @@ def _office_zip(data: bytes, caps: zipsafe.Caps) -> None:
 
 
 def _docx(data: bytes, caps: zipsafe.Caps):
+    """The body, headers, footers, footnotes, endnotes and comments, text boxes and
+    tracked deletions included: whatever the recipient can bring up on screen."""
     import docx
+    from docx.oxml import parse_xml
 
     _office_zip(data, caps)
     document = docx.Document(io.BytesIO(data))
-    yield "", "\n".join(p.text for p in document.paragraphs)
-    for t, table in enumerate(document.tables, 1):
-        rows = ["\t".join(cell.text for cell in row.cells) for row in table.rows]
-        yield f" 表{t}", "\n".join(rows)
+    for part in document.part.package.iter_parts():
+        kind = part.content_type.rsplit(".", 1)[-1]
+        if part.content_type.startswith(WML) and kind in WORD_PARTS:
+            element = part.element if hasattr(part, "element") else parse_xml(part.blob)
+            label = WORD_PARTS[kind]
+            yield f" {label}" if label else "", _text_of(element, f"{{{W}}}p", (f"{{{W}}}t", f"{{{W}}}delText"))
 
 
 def _xlsx(data: bytes, caps: zipsafe.Caps):
@@ -112,13 +128,36 @@ def _xls(data: bytes, caps: zipsafe.Caps):
 
 
 def _pptx(data: bytes, caps: zipsafe.Caps):
+    """Every slide's text (shapes, groups, tables) and its speaker notes."""
     from pptx import Presentation
 
     _office_zip(data, caps)
     deck = Presentation(io.BytesIO(data))
     for number, slide in enumerate(deck.slides, 1):
-        texts = [shape.text_frame.text for shape in slide.shapes if shape.has_text_frame]
-        yield f" スライド{number}", "\n".join(texts)
+        text = _text_of(slide.element, f"{{{A}}}p", (f"{{{A}}}t",))
+        if slide.has_notes_slide:
+            text += "\n" + _text_of(slide.notes_slide.element, f"{{{A}}}p", (f"{{{A}}}t",))
+        yield f" スライド{number}", text
+
+
+def _text_of(element, paragraph: str, texts: tuple[str, ...]) -> str:
+    """The text of an Office XML tree in document order, a line per paragraph. Of an
+    ``mc:AlternateContent`` only the first choice is read (the fallback repeats it)."""
+    from lxml import etree
+
+    out: list[str] = []
+    walker = etree.iterwalk(element, events=("start", "end"))
+    for event, node in walker:
+        if event == "end":
+            if node.tag == paragraph:
+                out.append("\n")
+        elif node.tag == FALLBACK:
+            walker.skip_subtree()
+        elif node.tag in texts and node.text:
+            out.append(node.text)
+        elif node.tag in BREAKS:
+            out.append("\t" if node.tag == f"{{{W}}}tab" else "\n")
+    return "".join(out)
 
 
 EXTRACTORS = {"pdf": _pdf, "docx": _docx, "xlsx": _xlsx, "xls": _xls, "pptx": _pptx}

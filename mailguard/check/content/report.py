@@ -98,17 +98,18 @@ class ContentReport:
             self.name_of(item.attachment) if item.attachment else item.where,
             f"{item.where} を検査できませんでした: {item.reason}。内容を人が確認する必要があります。",
         ) for item in self.unscannable]
-        return (_at_most(data[F.SENSITIVE_DATA], "要配慮個人情報を含む") + _at_most(data[F.PERSONAL_DATA], "個人情報を含む")
-                + _at_most(unscannable, "検査できなかった"))
+        return (_at_most(F.SENSITIVE_DATA, data[F.SENSITIVE_DATA], "要配慮個人情報を含む")
+                + _at_most(F.PERSONAL_DATA, data[F.PERSONAL_DATA], "個人情報を含む")
+                + _at_most(F.UNSCANNABLE_CONTENT, unscannable, "検査できなかった"))
 
 
-def _at_most(findings: list[Finding], what: str) -> list[Finding]:
+def _at_most(code: F.Code, findings: list[Finding], what: str) -> list[Finding]:
     """The first MAX_FINDINGS - 1 findings and one that sums up the rest."""
     if len(findings) <= MAX_FINDINGS:
         return findings
     kept, rest = findings[: MAX_FINDINGS - 1], findings[MAX_FINDINGS - 1:]
     names = "、".join(f.subject for f in rest[:10])
-    return kept + [rest[0].code.finding(
+    return kept + [code.finding(
         f"ほか {len(rest):,} 件",
         f"ほかにも{what}部分が {len(rest):,} 件あります (例: {names} …)。内容を人が確認する必要があります。")]
 

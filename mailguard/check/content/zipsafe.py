@@ -38,8 +38,8 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 CHUNK = 64 * 1024
 RATIO_FLOOR = 1024 * 1024          # below this many inflated bytes the ratio is not judged
@@ -62,9 +62,8 @@ class Caps:
 
 def members(data: bytes, caps: Caps) -> Iterator[tuple[zipfile.ZipInfo, bytes]]:
     """(entry, inflated bytes) for every file in the archive, in directory order."""
-    archive, entries = _open(data, caps)
     used = 0
-    for info in entries:
+    for info in _open(data, caps):
         chunks: list[bytes] = []
         used += _inflate(data, info, caps, caps.total_bytes - used, chunks.append)
         if not info.is_dir():
@@ -73,15 +72,14 @@ def members(data: bytes, caps: Caps) -> Iterator[tuple[zipfile.ZipInfo, bytes]]:
 
 def verify(data: bytes, caps: Caps) -> None:
     """Inflate every member and check its size and CRC-32, keeping nothing."""
-    _, entries = _open(data, caps)
     used = 0
-    for info in entries:
+    for info in _open(data, caps):
         used += _inflate(data, info, caps, caps.total_bytes - used, lambda chunk: None)
 
 
-def _open(data: bytes, caps: Caps) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
-    archive = zipfile.ZipFile(io.BytesIO(data))
-    entries = archive.infolist()
+def _open(data: bytes, caps: Caps) -> list[zipfile.ZipInfo]:
+    """The central directory's entries, once the archive as a whole is within the caps."""
+    entries = zipfile.ZipFile(io.BytesIO(data)).infolist()
     if len(entries) > caps.entries:
         raise Refused(f"zip の中のファイルが多すぎます ({len(entries):,} 件、上限 {caps.entries:,} 件)")
     if any(info.flag_bits & 0x1 for info in entries):
@@ -91,7 +89,7 @@ def _open(data: bytes, caps: Caps) -> tuple[zipfile.ZipFile, list[zipfile.ZipInf
     if declared > caps.total_bytes or (declared > RATIO_FLOOR and declared / packed > caps.ratio):
         raise Refused(f"圧縮率が異常に高い zip です (展開後 {declared:,} バイト, 圧縮率 {declared / packed:.0f} 倍)。"
                       "zip 爆弾の可能性があるため展開しません")
-    return archive, entries
+    return entries
 
 
 def _inflate(data: bytes, info: zipfile.ZipInfo, caps: Caps, room: int, sink) -> int:
