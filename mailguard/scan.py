@@ -2,8 +2,8 @@
 
 Builds the message the relay would have stored (envelope from ``--rcpt`` /
 ``--sender`` or the headers), gathers the same facts (past recipients from the
-store, DNS unless ``--offline``), scans the content in this process under the
-same limits, and runs the same ``check.pipeline.assess``.
+store, DNS unless ``--offline``), scans the content in a worker process under the
+same limits of time and memory, and runs the same ``check.pipeline.assess``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from email.utils import getaddresses, parseaddr
 
 from .check import route as routing
 from .check.content.extract import Limits
-from .check.content.report import ContentReport, scan
+from .check.content.pool import ContentInspector
+from .check.content.report import ContentReport
 from .check.facts import FactGatherer
 from .check.pipeline import Assessment, assess
 from .model import Envelope, Origin, QueuedMessage, Recipient, RecipientStatus, Route, State
@@ -58,7 +59,9 @@ def as_queued(raw: bytes, settings: Settings, rcpts: list[str] | None, sender: s
 
 
 async def scan_file(raw: bytes, settings: Settings, policy: Policy, *, rcpts: list[str] | None = None,
-                    sender: str | None = None, offline: bool = False) -> ScanResult:
+                    sender: str | None = None, offline: bool = False,
+                    inspector: ContentInspector | None = None) -> ScanResult:
+    """Decide ``raw`` as the relay would; ``inspector``: a worker pool to reuse (one is made otherwise)."""
     message = as_queued(raw, settings, rcpts, sender)
     routes = routing.routes(message.envelope.rcpt_tos, policy)
     db = AsyncStore(Store(settings.db_path)) if settings.db_path.exists() else None
@@ -67,6 +70,18 @@ async def scan_file(raw: bytes, settings: Settings, policy: Policy, *, rcpts: li
     finally:
         if db is not None:
             db.close()
-    roster = (policy.roster.names, policy.roster.insured_numbers)
-    content = scan(message.content, Limits.from_settings(settings), roster) if routing.leaves(routes) else None
+    content = await _content(message, routes, policy, settings, inspector) if routing.leaves(routes) else None
     return ScanResult(routes, content, assess(message, routes, policy, facts, content, settings))
+
+
+async def _content(message: QueuedMessage, routes, policy: Policy, settings: Settings,
+                   inspector: ContentInspector | None) -> ContentReport:
+    """The content report from a worker bounded in time and memory, as in the relay."""
+    roster = (policy.roster.names, policy.roster.insured_numbers)
+    own = inspector is None
+    inspector = inspector or ContentInspector(Limits.from_settings(settings), 1, settings.inspect_max_memory)
+    try:
+        return await inspector.scan(message.content or b"", "scan", roster)
+    finally:
+        if own:
+            inspector.close()

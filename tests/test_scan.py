@@ -79,8 +79,18 @@ def corpus_results(tmp_path_factory):
         up.controller.stop()
 
 
+@pytest.fixture(scope="module")
+def inspector():
+    from mailguard.check.content.extract import Limits
+    from mailguard.check.content.pool import ContentInspector
+
+    pool = ContentInspector(Limits(), 1, 1024 ** 3)
+    yield pool
+    pool.close()
+
+
 @pytest.mark.parametrize("name", list(CORPUS))
-async def test_scan_decides_as_the_relay_did(corpus_results, name):
+async def test_scan_decides_as_the_relay_did(corpus_results, inspector, name):
     from mailguard import policy
     from mailguard.scan import scan_file
     from mailguard.settings import load_settings
@@ -89,7 +99,8 @@ async def test_scan_decides_as_the_relay_did(corpus_results, name):
     raw, rcpts, stored = results[name]
     settings = load_settings(data_dir=Path(relay.env["MAILGUARD_DATA_DIR"]), policies_dir=relay.policies,
                              dns_servers=f"127.0.0.1:{dns.port}", hostname="mailguard.test", web_listen="")
-    result = await scan_file(raw, settings, policy.load(relay.policies), rcpts=rcpts, sender=STAFF)
+    result = await scan_file(raw, settings, policy.load(relay.policies), rcpts=rcpts, sender=STAFF,
+                             inspector=inspector)
     assert result.assessment.state == stored.state                                   # as the log recorded it
     assert [f.to_dict() for f in result.assessment.findings] == list(stored.findings)
 
