@@ -88,9 +88,10 @@ def test_masks_never_show_the_whole_value():
     assert all(VALID_MY_NUMBER not in d.masked for d in detect(f"個人番号 {VALID_MY_NUMBER}"))
 
 
-def test_the_roster_wins_an_overlapping_span():
-    found = detect("利用者 山田太郎様 被保険者番号 1234567890",
-                   (RosterMatch(("山田太郎",), ("1234567890",)),) + DETECTORS)
+def test_the_roster_wins_an_overlapping_span_by_its_declared_priority():
+    roster = RosterMatch(("山田太郎",), ("1234567890",))
+    assert roster.priority < min(d.priority for d in DETECTORS)
+    found = detect("利用者 山田太郎様 被保険者番号 1234567890", DETECTORS + (roster,))   # order given: irrelevant
     assert [d.kind for d in found if d.kind in ("roster", "person_name", "care_insured_number")] == \
         ["roster", "roster"]
 

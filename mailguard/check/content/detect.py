@@ -56,6 +56,7 @@ class Detection:
 
 class Detector:
     kind = ""
+    priority = 1000    # where spans overlap, the lower number keeps the span (the more precise detector)
     label = ""
     sensitive = False
     identifies = True
@@ -128,6 +129,7 @@ class MyNumber(Detector):
     not personal data: ``(?!\\d)`` and the negative context keep it out."""
 
     kind, label, sensitive = "my_number", "マイナンバー (個人番号)", True
+    priority = 10
     patterns = (Pattern("12 digits", r"(?<!\d)\d{4}[ -]?\d{4}[ -]?\d{4}(?!\d)", 0.1),)
     context = ("個人番号", "マイナンバー", "番号カード")
     negative_context = ("法人番号",)
@@ -139,12 +141,14 @@ class MyNumber(Detector):
 
 class CareInsuredNumber(Detector):
     kind, label = "care_insured_number", "介護保険被保険者番号"
+    priority = 20
     patterns = (Pattern("10 digits", r"(?<!\d)\d{10}(?!\d)", 0.15),)
     context = ("被保険者番号", "被保番号", "介護保険証")
 
 
 class HealthInsurance(Detector):
     kind, label = "health_insurance_number", "健康保険の記号・番号"
+    priority = 30
     patterns = (
         Pattern("記号・番号", r"記号[\s:：]*[0-9A-Za-z\-]{1,8}[\s・、,/]*番号[\s:：]*\d{1,10}(?!\d)", 0.8),
         Pattern("保険者番号", r"(?<!被)保険者番号[\s:：]*\d{6,8}(?!\d)", 0.8),
@@ -153,6 +157,7 @@ class HealthInsurance(Detector):
 
 class PensionNumber(Detector):
     kind, label = "pension_number", "基礎年金番号"
+    priority = 40
     patterns = (Pattern("4-6 digits", r"(?<!\d)\d{4}-?\d{6}(?!\d)", 0.15),)
     context = ("基礎年金番号", "年金番号", "年金手帳")
 
@@ -166,6 +171,7 @@ class Phone(Detector):
     personal data, so only a personal context (自宅, 携帯, 家族 …) makes it count."""
 
     kind, label = "phone", "電話番号"
+    priority = 50
     context = PERSONAL_CONTACT
     negative_context = ("FAX", "ＦＡＸ", "代表")
 
@@ -176,6 +182,7 @@ class Phone(Detector):
 
 class Email(Detector):
     kind, label = "email", "メールアドレス"
+    priority = 60
     patterns = (Pattern("address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", 0.2),)
     context = PERSONAL_CONTACT
 
@@ -186,6 +193,7 @@ class Email(Detector):
 
 class PostalAddress(Detector):
     kind, label = "address", "住所"
+    priority = 70
     patterns = (
         Pattern("〒", r"〒\s?\d{3}-?\d{4}", 0.3),
         Pattern("street", r"(?:北海道|東京都|大阪府|京都府|[^\s\d、。,:：]{2,3}県)[^\s、。,]{1,12}?[市区町村郡]"
@@ -199,6 +207,7 @@ class BirthDate(Detector):
     birth dates in care records; recent dates need a context word (生年月日, 生, 歳)."""
 
     kind, label = "birth_date", "生年月日"
+    priority = 80
     ERAS = {"明治": 45, "大正": 15, "昭和": 64, "平成": 31, "令和": 99}
     patterns = (
         Pattern("和暦 (old)", r"(?:明治|大正|昭和)\s*(?:元|\d{1,2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日", 0.45),
@@ -222,6 +231,7 @@ class CareLevel(Detector):
     """要介護度 (the person's physical and mental condition)."""
 
     kind, label, sensitive, identifies = "care_level", "要介護度", True, False
+    priority = 90
     patterns = (Pattern("要介護/要支援", r"要介護\s*[1-5一二三四五]|要支援\s*[12一二]", 0.8),)
 
 
@@ -247,18 +257,22 @@ class Vocabulary(Detector):
 
 class Disease(Vocabulary):
     kind, label, file = "disease", "病名・病状", "diseases.txt"
+    priority = 100
 
 
 class Disability(Vocabulary):
     kind, label, file = "disability", "障害", "disabilities.txt"
+    priority = 110
 
 
 class Medication(Vocabulary):
     kind, label, file = "medication", "服薬", "medications.txt"
+    priority = 120
 
 
 class CareRecord(Vocabulary):
     kind, label, file, score = "care_record", "介護・診療記録", "care_terms.txt", 0.5
+    priority = 130
 
 
 @functools.lru_cache(maxsize=None)
@@ -278,6 +292,7 @@ class PersonName(Detector):
     人名 (many place and shop names are) does not."""
 
     kind, label = "person_name", "氏名"
+    priority = 140
     context = ("利用者", "氏名", "本人", "入居者", "患者", "ご家族", "被保険者")
     HONORIFICS = ("様", "さん", "氏", "殿", "くん", "ちゃん")
     CHUNK = 4000   # characters per call: Sudachi refuses inputs over ~49 KB
@@ -309,6 +324,7 @@ class RosterMatch(Detector):
     detector there is. Names match with or without spaces between their parts."""
 
     kind, label = "roster", "利用者名簿の氏名・番号"
+    priority = 0
 
     def __init__(self, names: tuple[str, ...], numbers: tuple[str, ...]):
         parts = [r"\s*".join(map(re.escape, name)) for name in sorted(names, key=len, reverse=True)]
@@ -342,14 +358,16 @@ def normalise(text: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def detectors_for(roster: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> tuple[Detector, ...]:
-    """The detectors, the roster first (it wins overlapping spans)."""
-    return ((RosterMatch(*roster),) if roster[0] or roster[1] else ()) + DETECTORS
+    """The detectors in priority order, the roster first (it wins overlapping spans)."""
+    found = ((RosterMatch(*roster),) if roster[0] or roster[1] else ()) + DETECTORS
+    return tuple(sorted(found, key=lambda d: d.priority))
 
 
 def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Detection]:
-    """Detections in ``text``. Where spans overlap, the earlier detector in ``detectors``
-    keeps it (a 被保険者番号 is not also a telephone number), as Presidio resolves conflicts."""
+    """Detections in ``text``. Where spans overlap, the detector of lower ``priority`` keeps
+    it (a 被保険者番号 is not also a telephone number), as Presidio resolves conflicts."""
     text = normalise(text)
+    detectors = tuple(sorted(detectors, key=lambda d: d.priority))
     kept: list[Detection] = []
     starts: list[int] = []   # the kept spans, disjoint, sorted: an overlap is found by bisection
     ends: list[int] = []
