@@ -40,6 +40,7 @@ class Verifier:
     and cannot take the threads the console and the store's callers use."""
 
     def __init__(self, threads: int = 2, name: str = "argon2"):
+        self.threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     async def authenticate(self, store, username: str, password: str) -> "User | None":

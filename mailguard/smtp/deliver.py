@@ -11,6 +11,16 @@ for connect and each command; the reply to the final "." waits
 MAILGUARD_UPSTREAM_DATA_TIMEOUT (600 s, RFC 5321 §4.5.3.2.6), because giving up
 early makes us send again a message the upstream already took.
 Partial refusals come back per recipient (aiosmtplib raises per RCPT).
+
+Extensions: aiosmtplib sends EHLO lazily and forgets the answer after STARTTLS
+(RFC 3207 §4.2), so EHLO is made sure of (HELO if EHLO is refused) before the
+upstream's extensions are read, on fresh and reused connections alike. MAIL FROM
+then carries SIZE= (RFC 1870) and BODY=8BITMIME (RFC 6152; when the client
+declared it or the content has 8-bit bytes) where the upstream offers them, and
+SMTPUTF8 (RFC 6531 §3.4) when the message was submitted with it. Only an upstream
+that lacks SMTPUTF8 for a message that needs it (a non-ASCII envelope address or
+header) gives ``550 5.6.7``; a message submitted with SMTPUTF8 that is all ASCII
+in envelope and header goes without it, as Postfix downgrades.
 Idle connections are cached for reuse, as Postfix does (see ``Deliverer``).
 A failure of the whole session (connection, TLS, AUTH, timeout) is reported as
 a temporary 4xx for every recipient: a configuration problem must defer, not bounce.
@@ -29,7 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
-from aiosmtplib import SMTPException, SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib import (
+    SMTPException,
+    SMTPHeloError,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 
 from ..model import QueuedMessage
 from ..settings import Settings
@@ -95,7 +110,7 @@ class Deliverer:
             replies = await self._transaction(client, message, recipients, reused=False)
             self._keep(client, 1)
             return Attempt(upstream.host, replies)
-        except (SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, SMTPException, OSError) as exc:
             if client is not None:
                 client.close()
             text = f"4.4.1 delivery to {upstream} failed: {type(exc).__name__}: {exc}"
@@ -116,10 +131,12 @@ class Deliverer:
             cert_bundle=str(settings.upstream_ca_file) if settings.upstream_ca_file else None,
         )
         try:
-            await client.connect()
+            await client.connect()           # STARTTLS here clears what an earlier EHLO told
+            await _ensure_ehlo(client)
             if settings.upstream_username:
                 password = settings.upstream_password.get_secret_value() if settings.upstream_password else ""
                 await client.login(settings.upstream_username, password)
+            log.debug("upstream %s offers %s", settings.upstream, " ".join(sorted(client.esmtp_extensions)))
         except BaseException:
             client.close()
             raise
@@ -129,9 +146,16 @@ class Deliverer:
                            recipients: tuple[str, ...], *, reused: bool) -> dict[str, tuple[int, str]]:
         """MAIL, RCPT per recipient, DATA. Returns the reply per recipient; raises on a
         session failure (``_StaleConnection`` when a reused connection is found dead)."""
-        options, encoding = _mail_options(message, client)
+        try:
+            await _ensure_ehlo(client)
+        except (SMTPServerDisconnected, ConnectionError) as exc:
+            if reused:
+                raise _StaleConnection() from exc
+            raise
+        options, encoding = _mail_options(message, client, recipients)
         if options is None:
-            return {r: (550, "5.6.7 upstream does not support SMTPUTF8 (RFC 6531 3.2)") for r in recipients}
+            return {r: (550, "5.6.7 upstream does not support SMTPUTF8 (RFC 6531 section 3.2)")
+                    for r in recipients}
         try:
             await client.mail(message.envelope.mail_from, options=options, encoding=encoding)
         except SMTPResponseException as exc:
@@ -167,7 +191,7 @@ class Deliverer:
         """RSET after an unfinished transaction, so the connection can be reused (or is closed)."""
         try:
             await client.rset()
-        except (SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, SMTPException, OSError):
             client.close()
 
     def _take_idle(self) -> tuple[float, int, aiosmtplib.SMTP] | None:
@@ -198,21 +222,45 @@ class Deliverer:
         self._idle = keep
 
 
-def _mail_options(message: QueuedMessage, client: aiosmtplib.SMTP) -> tuple[list[str] | None, str]:
-    """MAIL FROM parameters to pass on. ``None`` when the message cannot go this way."""
+async def _ensure_ehlo(client: aiosmtplib.SMTP) -> None:
+    """EHLO (or HELO) on this connection if none has been answered since connect or STARTTLS."""
+    if not client.is_ehlo_or_helo_needed:
+        return
+    try:
+        await client.ehlo()
+    except SMTPHeloError:
+        if not client.is_connected:
+            raise
+        await client.helo()
+
+
+def _mail_options(message: QueuedMessage, client: aiosmtplib.SMTP,
+                  recipients: tuple[str, ...]) -> tuple[list[str] | None, str]:
+    """MAIL FROM parameters to pass on, read after EHLO. ``None`` when the message cannot go this way."""
+    content = message.content or b""
     options = []
     if client.supports_extension("size"):
-        options.append(f"SIZE={len(message.content or b'')}")
+        options.append(f"SIZE={len(content)}")
     body = next((o.split("=", 1)[1].upper() for o in message.envelope.mail_options
                  if o.upper().startswith("BODY=")), None)
-    if body == "8BITMIME" and client.supports_extension("8bitmime"):
+    if (body == "8BITMIME" or not content.isascii()) and client.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")
     if message.envelope.smtputf8:
-        if not client.supports_extension("smtputf8"):
+        if client.supports_extension("smtputf8"):
+            options.append("SMTPUTF8")
+            return options, "utf-8"
+        if _needs_smtputf8(message, content, recipients):
             return None, "ascii"
-        options.append("SMTPUTF8")
-        return options, "utf-8"
     return options, "ascii"
+
+
+def _needs_smtputf8(message: QueuedMessage, content: bytes, recipients: tuple[str, ...]) -> bool:
+    """Does the message carry UTF-8 where only SMTPUTF8 allows it: envelope or header section?"""
+    envelope = [message.envelope.mail_from, *(message.rcpt_to(r) for r in recipients)]
+    if not all(address.isascii() for address in envelope):
+        return True
+    end = content.find(b"\r\n\r\n")
+    return not (content if end < 0 else content[:end]).isascii()
 
 
 def write_outbox(outbox: Path, message: QueuedMessage) -> Path:
@@ -222,7 +270,7 @@ def write_outbox(outbox: Path, message: QueuedMessage) -> Path:
     temporary = outbox / f".{message.queue_id}.tmp"
     header = (f"Return-Path: <{message.envelope.mail_from}>\r\n"
               f"X-Mailguard-Rcpt-To: {', '.join(message.rcpt_to(r) for r in message.pending_recipients)}\r\n"
-              ).encode("utf-8")
+              ).encode()
     with open(temporary, "wb") as fh:
         fh.write(header + (message.content or b""))
         fh.flush()

@@ -12,11 +12,17 @@ Security:
 - no open relay: a client must be authenticated or come from
   MAILGUARD_TRUSTED_NETWORKS, or every RCPT gets ``554 5.7.1 Relay access denied``;
 - an authenticated user may only use their own addresses as MAIL FROM
-  (Postfix ``reject_sender_login_mismatch``);
+  (Postfix ``reject_sender_login_mismatch``) and in the header From:/Sender:
+  (``headerfrom``: ``553 5.7.1``, or ``Sender:`` added when
+  MAILGUARD_HEADER_FROM_CHECK=sender); trusted networks without AUTH are not checked
+  and may use the null reverse-path ``<>`` (DSNs, read receipts), a user may not;
+- a non-ASCII MAIL FROM or RCPT TO without the SMTPUTF8 parameter is refused
+  with ``553 5.6.7`` at that command (RFC 6531 §3.4), an address that is not
+  valid UTF-8 with ``501 5.1.7``;
 - bare CR or LF inside DATA is refused (SMTP smuggling; RFC 5321 §2.3.8,
   Postfix ``smtpd_forbid_bare_newline``);
 - more Received: headers than MAILGUARD_HOP_LIMIT is a loop (§6.3);
-- a failed AUTH costs the client a second.
+- AUTH failures and connections per client are limited in ``server``/``limits``.
 Adds a Received: header (§4.4) and a Message-ID: when the message has none.
 """
 
@@ -25,12 +31,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import formatdate, make_msgid
-from typing import Callable
 
-from aiosmtpd.smtp import SMTP, Envelope as SMTPEnvelope, Session
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from ..address import address_key
 from ..model import Envelope, Submission, new_queue_id
@@ -38,6 +45,7 @@ from ..settings import Settings
 from ..store import AsyncStore
 from ..text import subject_of
 from ..users import User, Verifier
+from . import headerfrom
 
 log = logging.getLogger("mailguard.smtpd")
 
@@ -84,13 +92,19 @@ class RelayHandler:
         return any(ip in net for net in self.settings.trusted_networks)
 
     async def handle_MAIL(self, server, session: Session, envelope: SMTPEnvelope, address: str, mail_options):
-        if address == "<>":
-            address = ""     # aiosmtpd's form of the null reverse-path (RFC 5321 §4.5.5)
+        # aiosmtpd gives the null reverse-path (RFC 5321 §4.5.5) as "<>" and keeps it so in
+        # its envelope: an empty mail_from would make it answer RCPT with "503 need MAIL".
+        null = address == "<>"
+        refusal = _encoding_refusal(address, envelope.smtp_utf8)
+        if refusal:
+            log.warning("MAIL FROM refused from %s: %s", _peer_ip(session), refusal)
+            return refusal
         user = _user(session)
-        if user is not None and not user.owns(address):
+        if user is not None and (null or not user.owns(address)):
             log.warning("sender %r refused for user %s", address, user.username)
-            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {user.username}"
-        envelope.mail_from = address
+            return (f"553 5.7.1 <{'' if null else address}>: Sender address rejected:"
+                    f" not owned by user {user.username}")
+        envelope.mail_from = "<>" if null else address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
 
@@ -98,6 +112,10 @@ class RelayHandler:
         if _user(session) is None and not self._trusted(session):
             log.warning("relay denied: %s -> %s", _peer_ip(session), address)
             return f"554 5.7.1 <{address}>: Relay access denied"
+        refusal = _encoding_refusal(address, envelope.smtp_utf8)
+        if refusal:
+            log.warning("RCPT TO refused from %s: %s", _peer_ip(session), refusal)
+            return refusal
         local, at, domain = address.rpartition("@")
         if not at or not local or not domain:
             return f"501 5.1.3 <{address}>: Bad recipient address syntax"
@@ -121,6 +139,17 @@ class RelayHandler:
         hops = len(headers.get_all("Received") or [])
         if hops > self.settings.hop_limit:
             return f"554 5.4.6 Error: too many hops ({hops} Received: headers), mail loop?"
+        user = _user(session)
+        if user is not None:
+            mismatch = headerfrom.check(raw, user)
+            if mismatch is not None and self.settings.header_from_check == "reject":
+                log.warning("header %s of user %s from %s refused: %s (%s)", mismatch.field, user.username,
+                            _peer_ip(session), mismatch.reason, headerfrom.EXPLANATION_JA)
+                return mismatch.reply(user)
+            if mismatch is not None:
+                log.info("header %s of user %s is %s: Sender: <%s> added", mismatch.field, user.username,
+                         mismatch.reason, _reverse_path(envelope))
+                raw = headerfrom.with_sender(raw, _reverse_path(envelope))
 
         queue_id = new_queue_id()
         message_id = (headers.get("Message-ID") or "").strip()
@@ -128,11 +157,10 @@ class RelayHandler:
         if not message_id:
             message_id = make_msgid(idstring=queue_id, domain=self.settings.hostname)
             prefix += f"Message-ID: {message_id}\r\n".encode()
-        user = _user(session)
         sub = Submission(
             queue_id=queue_id,
             envelope=Envelope(
-                mail_from=envelope.mail_from or "",
+                mail_from=_reverse_path(envelope),
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 mail_options=tuple(o for o in envelope.mail_options if not o.upper().startswith("SIZE=")),
                 smtputf8=envelope.smtp_utf8,
@@ -169,6 +197,25 @@ class RelayHandler:
             line += f"\r\n\tfor <{_clean(envelope.rcpt_tos[0])}>"
         line += f"; {formatdate(localtime=True)}\r\n"
         return line.encode("utf-8")
+
+
+def _reverse_path(envelope: SMTPEnvelope) -> str:
+    """MAIL FROM as the store keeps it: "" for the null reverse-path."""
+    return "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+
+
+def _encoding_refusal(address: str, smtputf8: bool) -> str | None:
+    """The reply refusing an address the transaction may not carry, or None (RFC 6531 §3.4)."""
+    if address.isascii():
+        return None
+    try:
+        address.encode("utf-8")     # aiosmtpd keeps bytes that are not UTF-8 as surrogates
+    except UnicodeEncodeError:
+        return "501 5.1.7 Error: address is not valid UTF-8 (RFC 6531 section 3.3)"
+    if not smtputf8:
+        return ("553 5.6.7 Error: non-ASCII address requires the SMTPUTF8 parameter on MAIL FROM"
+                " (RFC 6531 section 3.4)")
+    return None
 
 
 def _clean(text: str) -> str:

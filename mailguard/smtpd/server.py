@@ -1,7 +1,24 @@
 """server: the SMTP listener (aiosmtpd on the relay's own event loop, no Controller thread).
 
-``GuardSMTP`` is aiosmtpd's SMTP with AUTH verified off the event loop; the
-handler (``handler.RelayHandler``) does relay control and the durable store.
+``GuardSMTP`` is aiosmtpd's SMTP with three guards of its own; the handler
+(``handler.RelayHandler``) does relay control and the durable store.
+
+- AUTH PLAIN / LOGIN (RFC 4954) are verified off the event loop on the
+  handler's own Argon2 pool (``users.Verifier``, 2 threads), so a flood of
+  attempts queues there and cannot take the threads the console or the store
+  use; ``limits.CheckQueue`` decides who is checked next (an address staff
+  logged in from first, the most failures last).
+- AUTH failures are throttled per user name and per client address
+  (``limits.AuthThrottle``: MAILGUARD_SMTP_AUTH_MAX_FAILURES within
+  MAILGUARD_SMTP_AUTH_FAILURE_WINDOW lock both for MAILGUARD_SMTP_AUTH_LOCKOUT).
+  A wrong password is answered ``535 5.7.8``; a locked name or address gets
+  ``454 4.7.0`` (RFC 4954 §6) without its password being checked, right or
+  wrong; the third failure in one session is answered ``421 4.7.0`` and the
+  connection closed. Every failure waits ERROR_DELAY (1 s) before its answer.
+  Failures are logged with the user name and client address, never the password.
+- At most MAILGUARD_SMTP_MAX_CONNECTIONS_PER_CLIENT connections at once per
+  client address (``limits.ConnectionLimiter``); one more is answered
+  ``421 4.7.0`` after ERROR_DELAY, instead of the greeting, and closed.
 """
 
 from __future__ import annotations
@@ -14,20 +31,67 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from ..settings import Settings
 from .handler import RelayHandler, _peer_ip
+from .limits import AuthThrottle, CheckQueue, ConnectionLimiter
 
 log = logging.getLogger("mailguard.smtpd")
+
+# AUTH failures (wrong password or locked out) in one session before it is closed.
+SESSION_AUTH_FAILURES = 3
+# Seconds before a failed AUTH or a refused connection is answered (Postfix smtpd_error_sleep_time).
+ERROR_DELAY = 1.0
 
 
 def _capture_credentials(server, session, envelope, mechanism, auth_data) -> AuthResult:
     # aiosmtpd calls its authenticator synchronously; Argon2 verification must not
     # run on the event loop, so this only hands the credentials to GuardSMTP._verify.
+    # (session.auth_data is only trusted once it is a users.User, see handler._user.)
     return AuthResult(success=True, auth_data=auth_data)
 
 
 class GuardSMTP(SMTP):
-    """aiosmtpd's SMTP with AUTH verified off the event loop."""
+    """aiosmtpd's SMTP with AUTH verified off the loop and throttled, and connections capped."""
 
-    event_handler: "RelayHandler"
+    event_handler: RelayHandler
+
+    def __init__(self, handler: RelayHandler, *, connections: ConnectionLimiter,
+                 throttle: AuthThrottle, checks: CheckQueue, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.connections = connections
+        self.throttle = throttle
+        self.checks = checks
+        self._client: str | None = None      # counted in ``connections`` while set
+        self._refused: asyncio.TimerHandle | None = None
+        self._auth_failures = 0
+
+    # --- connections per client ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # aiosmtpd calls this again with the TLS transport after STARTTLS: count once.
+        if self.transport is None and self._client is None:
+            peer = transport.get_extra_info("peername")
+            client = peer[0] if isinstance(peer, tuple) else str(peer)
+            if not self.connections.open(client):
+                log.warning("connection from %s refused: %d connections open (limit %d,"
+                            " MAILGUARD_SMTP_MAX_CONNECTIONS_PER_CLIENT)",
+                            client, self.connections.count(client), self.connections.limit)
+                # Answered after ERROR_DELAY, as Postfix's smtpd_error_sleep_time: a client
+                # that reconnects at once must not turn the refusal into a busy loop for us.
+                transport.pause_reading()
+                self._refused = asyncio.get_running_loop().call_later(ERROR_DELAY, _refuse, transport)
+                return
+            self._client = client
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            self._refused.cancel()
+            return      # aiosmtpd never started on this connection
+        if self._client is not None:
+            self.connections.close(self._client)
+            self._client = None
+        super().connection_lost(error)
+
+    # --- AUTH ---------------------------------------------------------------------
 
     async def auth_PLAIN(self, _, args):
         return await self._verify(await super().auth_PLAIN(_, args))
@@ -36,17 +100,49 @@ class GuardSMTP(SMTP):
         return await self._verify(await super().auth_LOGIN(_, args))
 
     async def _verify(self, result: AuthResult) -> AuthResult:
-        if not result.success:
+        if not result.success:      # aborted with "*" or bad base64: aiosmtpd has answered
             return result
         creds: LoginPassword = result.auth_data
-        login = creds.login.decode("utf-8", "replace")
-        user = await self.event_handler.authenticate(login, creds.password.decode("utf-8", "replace"))
+        login, password = creds.login.decode("utf-8", "replace"), creds.password.decode("utf-8", "replace")
+        client = _peer_ip(self.session)
+        keys = AuthThrottle.keys(login, client)
+        user = None
+        if not self.throttle.locked(*keys):
+            async with self.checks.slot(self.throttle.rank(*keys), client):
+                if not self.throttle.locked(*keys):     # it may have been locked while this waited
+                    user = await self.event_handler.authenticate(login, password)
+        if self.throttle.locked(*keys):     # before, while waiting or while checked: right or wrong
+            log.warning("AUTH for %r from %s refused: locked out after repeated failures", login, client)
+            return await self._failed("454 4.7.0 Too many authentication failures, try again later")
         if user is None:
-            log.warning("authentication failed for %r from %s", login, _peer_ip(self.session))
-            await asyncio.sleep(1.0)
-            return AuthResult(success=False, handled=False)
-        log.info("authenticated %s from %s", user.username, _peer_ip(self.session))
+            locked = self.throttle.failed(*keys)
+            log.warning("authentication failed for %r from %s%s", login, client,
+                        f" (locked out for {self.throttle.lockout:.0f}s)" if locked else "")
+            await asyncio.sleep(ERROR_DELAY)
+            return await self._failed("535 5.7.8 Authentication credentials invalid")
+        self.throttle.succeeded(*keys)
+        log.info("authenticated %s from %s", user.username, client)
         return AuthResult(success=True, auth_data=user)
+
+    async def _failed(self, reply: str) -> AuthResult:
+        """Answer a failed AUTH (after ERROR_DELAY); the third in one session closes the connection."""
+        self._auth_failures += 1
+        if reply.startswith("454"):
+            await asyncio.sleep(ERROR_DELAY)      # a wrong password has slept already
+        if self._auth_failures < SESSION_AUTH_FAILURES:
+            return AuthResult(success=False, handled=False, message=reply)
+        log.warning("closing connection from %s after %d failed AUTH attempts",
+                    _peer_ip(self.session), self._auth_failures)
+        await self.push("421 4.7.0 Too many authentication failures, closing connection")
+        if self.transport is not None:
+            self.transport.close()
+        return AuthResult(success=False, handled=True)
+
+
+def _refuse(transport: asyncio.Transport) -> None:
+    if not transport.is_closing():
+        transport.write(b"421 4.7.0 Error: too many connections from your address, try again later\r\n")
+        transport.close()
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -62,10 +158,16 @@ async def start_server(settings: Settings, handler: RelayHandler) -> asyncio.Abs
     """Listen on MAILGUARD_SMTP_LISTEN on the running loop (no Controller thread)."""
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
+    connections = ConnectionLimiter(settings.smtp_max_connections_per_client)
+    throttle = AuthThrottle.from_settings(settings)
+    checks = CheckQueue(handler.verifier.threads)
 
     def factory() -> GuardSMTP:
         return GuardSMTP(
             handler,
+            connections=connections,
+            throttle=throttle,
+            checks=checks,
             data_size_limit=settings.message_size_limit,
             enable_SMTPUTF8=True,
             hostname=settings.hostname,
@@ -79,4 +181,3 @@ async def start_server(settings: Settings, handler: RelayHandler) -> asyncio.Abs
 
     listen = settings.smtp_listen
     return await loop.create_server(factory, host=listen.host, port=listen.port, reuse_address=True)
-
