@@ -99,6 +99,7 @@ async def serve(settings: Settings) -> None:
         if console is not None:
             console.should_exit = True
         await qmgr.stop()
+        handler.verifier.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -224,6 +224,8 @@ def _clean(text: str) -> str:
 
 
 def _parse_headers(raw: bytes):
-    # compat32 reads headers as stored, without the modern policy's costly parsing;
-    # we need only a count of Received: and two values.
-    return BytesHeaderParser(policy=compat32).parsebytes(raw)
+    """The header block only: this runs on the event loop, and the body may be 25 MB.
+    compat32 reads headers as stored, without the modern policy's costly parsing;
+    we need only a count of Received: and a few values."""
+    end = raw.find(b"\r\n\r\n")
+    return BytesHeaderParser(policy=compat32).parsebytes(raw if end < 0 else raw[: end + 4])
