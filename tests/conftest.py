@@ -285,6 +285,12 @@ class Relay:
         """The send log (LogEntry), oldest first, for one message or all."""
         return [entry for _, entry in self.store.log(queue_id=queue_id)]
 
+    def add_user(self, name: str, role: str, address: str, password: str) -> None:
+        """A user account, written to the store directly (the CLI's own tests use ``mailguard user``)."""
+        from mailguard.users import hash_password
+
+        self.store.add_user(name, hash_password(password), role, [address], "test:admin")
+
     def act(self, queue_id: str, action: str, comment: str = "", actor: str = "test:manager", **rules):
         """A person's action, through the same rule book the console and the CLI use."""
         from mailguard.qmgr.actions import act

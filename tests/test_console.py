@@ -35,8 +35,7 @@ def console(make_relay):
     relay = make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}", MAILGUARD_HOLD_DELAY="600")
     for name, role, address in (("boss", "manager", f"boss@{INTERNAL}"), ("taro", "staff", STAFF),
                                 ("hanako", "staff", OTHER_STAFF)):
-        relay.cli("user", "add", name, "--role", role, "--address", address, "--password-stdin",
-                  input=PASSWORDS[name] + "\n")
+        relay.add_user(name, role, address, PASSWORDS[name])
     relay.start()
     wait_for(lambda: _listening(web), what="console listening")
     relay.web = f"http://127.0.0.1:{web}"
@@ -182,8 +181,7 @@ def test_repeated_wrong_passwords_lock_the_login(console, page):
 
 @pytest.fixture
 def admin_console(console):
-    console.cli("user", "add", "kanri", "--role", "admin", "--address", f"kanri@{INTERNAL}", "--password-stdin",
-                input="admin-password-1\n")
+    console.add_user("kanri", "admin", f"kanri@{INTERNAL}", "admin-password-1")
     PASSWORDS["kanri"] = "admin-password-1"
     return console
 

@@ -112,11 +112,10 @@ def _listening(port: int) -> bool:
 
 
 def _start_console(relay, web: int, https: bool = False, **env: str):
-    existing = {line.split()[0] for line in relay.cli("user", "list").stdout.splitlines() if line.strip()}
+    existing = {u["username"] for u in relay.store.list_users()}
     for name, (role, address) in USERS.items():
         if name not in existing:
-            relay.cli("user", "add", name, "--role", role, "--address", address, "--password-stdin",
-                      input=PASSWORDS[name] + "\n")
+            relay.add_user(name, role, address, PASSWORDS[name])
     relay.start(**env)
     wait_for(lambda: _listening(web), what="console listening")
     relay.web = f"http{'s' if https else ''}://127.0.0.1:{web}"
@@ -300,8 +299,7 @@ def test_data_and_policy_file_modes_under_umask_022(make_relay):
         book.chmod(0o600)
         relay.start()            # the relay makes the data directory, the database and console.key
         wait_for(lambda: _listening(web), what="console listening")
-        relay.cli("user", "add", "kanri", "--role", "admin", "--address", f"kanri@{INTERNAL}",
-                  "--password-stdin", input=PASSWORDS["kanri"] + "\n")
+        relay.add_user("kanri", "admin", f"kanri@{INTERNAL}", PASSWORDS["kanri"])
         client = Client(f"http://127.0.0.1:{web}")
         token = client.login("kanri")
         for mode, number in ((0o600, "03-1111-2222"), (0o640, "03-1111-3333")):

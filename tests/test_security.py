@@ -29,8 +29,7 @@ def tls_relay(make_relay, certificate):
     # Only 127.0.0.2 is trusted: connections from 127.0.0.1 must authenticate.
     relay = make_relay(MAILGUARD_TLS_CERT=str(cert), MAILGUARD_TLS_KEY=str(key),
                        MAILGUARD_TRUSTED_NETWORKS="127.0.0.2/32")
-    relay.cli("user", "add", "kaigo-taro", "--role", "staff", "--address", STAFF, "--password-stdin",
-              input=PASSWORD + "\n")
+    relay.add_user("kaigo-taro", "staff", STAFF, PASSWORD)
     return relay.start()
 
 

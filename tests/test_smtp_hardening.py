@@ -152,8 +152,7 @@ def auth_relay(make_relay, certificate):  # noqa: F811
                        MAILGUARD_TRUSTED_NETWORKS="127.0.0.2/32")
     for name, address, password in (("kaigo-taro", STAFF, PASSWORD),
                                     ("kaigo-hanako", f"hanako@{INTERNAL}", "hanako password 2")):
-        relay.cli("user", "add", name, "--role", "staff", "--address", address, "--password-stdin",
-                  input=password + "\n")
+        relay.add_user(name, "staff", address, password)
     return relay
 
 
