@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, send, send_raw, wait_for
+from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, listening, send, send_raw, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
@@ -37,17 +36,9 @@ def console(make_relay):
                                 ("hanako", "staff", OTHER_STAFF)):
         relay.add_user(name, role, address, PASSWORDS[name])
     relay.start()
-    wait_for(lambda: _listening(web), what="console listening")
+    wait_for(lambda: listening(web), what="console listening")
     relay.web = f"http://127.0.0.1:{web}"
     return relay
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture

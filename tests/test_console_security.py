@@ -15,16 +15,14 @@ import json
 import os
 import re
 import smtplib
-import socket
 import ssl
 import stat
-import subprocess
 from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
-from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, send_raw, wait_for
+from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, listening, send_raw, wait_for
 from documents import VALID_MY_NUMBER
 
 PASSWORDS = {"boss": "manager-password-1", "nishi": "manager-password-2", "taro": "staff-password-1",
@@ -103,21 +101,13 @@ class Client:
         return self.get("/api/v1/session").json()["csrf_token"]
 
 
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
 def _start_console(relay, web: int, https: bool = False, **env: str):
     existing = {u["username"] for u in relay.store.list_users()}
     for name, (role, address) in USERS.items():
         if name not in existing:
             relay.add_user(name, role, address, PASSWORDS[name])
     relay.start(**env)
-    wait_for(lambda: _listening(web), what="console listening")
+    wait_for(lambda: listening(web), what="console listening")
     relay.web = f"http{'s' if https else ''}://127.0.0.1:{web}"
     return relay
 
@@ -128,13 +118,9 @@ def console(make_relay):
     return _start_console(make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}", MAILGUARD_HOLD_DELAY="600"), web)
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+@pytest.fixture
+def tls_env(certificate):
+    cert, key = certificate
     return {"MAILGUARD_TLS_CERT": str(cert), "MAILGUARD_TLS_KEY": str(key)}
 
 
@@ -187,10 +173,10 @@ def test_a_copied_session_cookie_is_refused_after_logout_password_change_and_dis
         assert console.state(queue_id) == "delayed", ending
 
 
-def test_a_manager_cannot_approve_their_own_message_and_another_manager_can(make_relay, certificate, upstream):
+def test_a_manager_cannot_approve_their_own_message_and_another_manager_can(make_relay, tls_env, upstream):
     web = free_port()
     relay = _start_console(make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}", MAILGUARD_HOLD_DELAY="600",
-                                      MAILGUARD_TRUSTED_NETWORKS="127.0.0.2/32", **certificate), web, https=True)
+                                      MAILGUARD_TRUSTED_NETWORKS="127.0.0.2/32", **tls_env), web, https=True)
     queue_id = send(relay, [UNREGISTERED], subject="管理者自身のメール", sender=f"boss@{INTERNAL}", login="boss")
     assert relay.wait_decided(queue_id) == "awaiting_approval"
     assert relay.message(queue_id).auth_user == "boss"
@@ -277,12 +263,12 @@ def test_a_bad_comment_is_a_japanese_400_never_a_500(console):
         assert entry.detail["comment"] == "宛先が\n違います"
 
 
-def test_hsts_over_tls_and_never_over_plain_http(make_relay, certificate):
+def test_hsts_over_tls_and_never_over_plain_http(make_relay, tls_env):
     web = free_port()
     relay = _start_console(make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}"), web)
     assert HSTS not in Client(relay.web).get("/login").headers
     relay.stop()
-    _start_console(relay, web, https=True, **certificate)
+    _start_console(relay, web, https=True, **tls_env)
     client = Client(relay.web)
     assert client.get("/login").headers[HSTS] == "max-age=31536000"
     client.login("taro")
@@ -298,7 +284,7 @@ def test_data_and_policy_file_modes_under_umask_022(make_relay):
         book = relay.policies / "address_book.toml"
         book.chmod(0o600)
         relay.start()            # the relay makes the data directory, the database and console.key
-        wait_for(lambda: _listening(web), what="console listening")
+        wait_for(lambda: listening(web), what="console listening")
         relay.add_user("kanri", "admin", f"kanri@{INTERNAL}", PASSWORDS["kanri"])
         client = Client(f"http://127.0.0.1:{web}")
         token = client.login("kanri")

@@ -27,7 +27,7 @@ import urllib.request
 import pytest
 from aiosmtpd.controller import Controller
 from conftest import INTERNAL, STAFF, Upstream, UpstreamHandler, free_port, wait_for
-from test_security import PASSWORD, _plain, _raw_session, certificate  # noqa: F401  (a fixture)
+from test_security import PASSWORD, _plain, _raw_session
 
 MANAGER = f"manager@{INTERNAL}"
 UTF8_RCPT = f"担当者@{INTERNAL}"
@@ -62,7 +62,7 @@ class SwitchedUpstream(Upstream):
 
 
 @pytest.fixture
-def upstream(request, certificate):  # noqa: F811  overrides conftest's for this module
+def upstream(request, certificate):  # overrides conftest's for this module
     smtputf8, tls = getattr(request, "param", (True, False))
     context = None
     if tls:
@@ -103,7 +103,7 @@ def _states(relay, ids: list[str]) -> dict[str, int]:
 
 @pytest.mark.parametrize("upstream, mode", [((True, False), "none"), ((True, True), "starttls")],
                          indirect=["upstream"], ids=["none", "starttls"])
-def test_smtputf8_mail_is_delivered_on_fresh_connections(make_relay, upstream, certificate, mode):  # noqa: F811
+def test_smtputf8_mail_is_delivered_on_fresh_connections(make_relay, upstream, certificate, mode):
     relay = make_relay(MAILGUARD_UPSTREAM_TLS=mode, MAILGUARD_UPSTREAM_CA_FILE=str(certificate[0])).start()
     ids = _send_utf8(relay, MESSAGES)
     wait_for(lambda: _states(relay, ids).get("delivered") == MESSAGES, 30,
@@ -146,7 +146,7 @@ def test_smtputf8_mail_bounces_with_5_6_7_where_the_upstream_lacks_it(relay, ups
 # --- 3. AUTH failures limited --------------------------------------------------------------
 
 @pytest.fixture
-def auth_relay(make_relay, certificate):  # noqa: F811
+def auth_relay(make_relay, certificate):
     cert, key = certificate
     relay = make_relay(MAILGUARD_TLS_CERT=str(cert), MAILGUARD_TLS_KEY=str(key),
                        MAILGUARD_TRUSTED_NETWORKS="127.0.0.2/32")
