@@ -19,7 +19,7 @@ import uvicorn
 
 from .policy import PolicyWatcher
 from .qmgr.manager import QueueManager
-from .settings import Settings
+from .settings import HostPort, Settings
 from .smtpd import RelayHandler, start_server
 from .store import AsyncStore, Store
 
@@ -79,8 +79,9 @@ async def serve(settings: Settings) -> None:
     qmgr.content.warm()   # load the detectors' dictionaries before the first message needs them
     handler = RelayHandler(settings, db, qmgr.wake)
     server = await start_server(settings, handler)
+    host, port = server.sockets[0].getsockname()[:2]   # the real port when MAILGUARD_SMTP_LISTEN asks for :0
     log.info("mailguard listening on %s (STARTTLS %s); delivering to %s; data in %s",
-             settings.smtp_listen, "on" if settings.tls_cert else "off",
+             HostPort(host, port), "on" if settings.tls_cert else "off",
              settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
 
     console = await _start_console(settings, store, db, policies)

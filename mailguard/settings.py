@@ -39,7 +39,7 @@ class HostPort:
             host, sep, port = text[1:].partition("]:")
         else:
             host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"expected host:port (e.g. 127.0.0.1:2525), got {text!r}")
         return cls(host, int(port))
 
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    # Listener for staff clients, multifunction printers and FAX gateways.
+    # Listener for staff clients, multifunction printers and FAX gateways (port 0: any free port, logged).
     smtp_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 2525)
     # Review console (web). Empty: no console. HTTPS with MAILGUARD_TLS_CERT when set.
     web_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8025)
@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         return _host_port(value)
+
+    @field_validator("upstream", mode="after")
+    @classmethod
+    def _upstream_port(cls, value: HostPort | None) -> HostPort | None:
+        if value is not None and value.port == 0:
+            raise ValueError("the upstream needs a port (e.g. smtp.example.jp:587)")
+        return value
 
     @field_validator("dns_servers", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import shutil
 import signal
 import socket
@@ -226,6 +227,9 @@ def upstream():
     up.controller.stop()
 
 
+LISTENING = re.compile(r"mailguard listening on \S*?:(\d+) ")
+
+
 @dataclass
 class Relay:
     tmp: Path
@@ -242,19 +246,22 @@ class Relay:
         return Path(self.env["MAILGUARD_POLICIES_DIR"])
 
     def start(self, **env: str) -> "Relay":
+        """Start ``mailguard serve``; its SMTP port is the one it logs as listening on (the
+        fixture asks for :0, so two suites on one machine never race for a port)."""
         self.env.update(env)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mailguard", "serve"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"mailguard serve exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            found = LISTENING.search(self.log_path.read_bytes()[offset:].decode("utf-8", "replace"))
+            if found:
+                self.port = int(found.group(1))
                 return self
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         raise AssertionError(f"mailguard serve did not listen:\n{self.log()}")
 
     def stop(self) -> int | None:
@@ -360,8 +367,7 @@ def make_relay(tmp_path, upstream, dns_server):
     relays = []
 
     def make(**extra: str) -> Relay:
-        port = free_port()
-        relay = Relay(tmp_path, relay_env(tmp_path, port, upstream, dns_server.port, **extra), port)
+        relay = Relay(tmp_path, relay_env(tmp_path, 0, upstream, dns_server.port, **extra), 0)
         relays.append(relay)
         return relay
 

@@ -61,9 +61,7 @@ def corpus_results(tmp_path_factory):
     up.controller.start()
     dns = conftest.LoopbackDNS()
     dns.nxdomain.add("no-such-partner.example.org")
-    relay = conftest.Relay(tmp, conftest.relay_env(tmp, conftest.free_port(), up, dns.port), 0)
-    relay.port = int(relay.env["MAILGUARD_SMTP_LISTEN"].rsplit(":", 1)[1])
-    relay.start()
+    relay = conftest.Relay(tmp, conftest.relay_env(tmp, 0, up, dns.port), 0).start()
     try:
         results = {}
         for name, (rcpts, kwargs) in CORPUS.items():
