@@ -185,20 +185,40 @@ class UpstreamHandler:
         return "250 2.0.0 Ok: queued upstream"
 
 
+class LoopbackController(Controller):
+    """aiosmtpd's Controller on 127.0.0.1; port 0 takes a free port, chosen by the kernel
+    at bind time (never guessed beforehand, so parallel suites cannot collide)."""
+
+    def __init__(self, handler, port: int = 0, **kwargs):
+        super().__init__(handler, hostname="127.0.0.1", port=port, **kwargs)
+
+    def _trigger_server(self):
+        if self.server is not None:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
 class Upstream:
+    SMTPUTF8 = True
+
     def __init__(self):
         self.handler = UpstreamHandler()
-        self.port = free_port()
+        self.port = 0
         self.controller = self._controller()
 
     def _controller(self) -> Controller:
-        return Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True)
+        return LoopbackController(self.handler, self.port, enable_SMTPUTF8=self.SMTPUTF8)
+
+    def start(self) -> "Upstream":
+        self.controller.start()
+        self.port = self.controller.port
+        return self
 
     def restart(self) -> None:
         """Stop and start again on the same port: connections to the old server are gone."""
         self.controller.stop()
         self.controller = self._controller()
-        self.controller.start()
+        self.start()
 
     def __getattr__(self, name):
         return getattr(self.handler, name)
@@ -220,8 +240,7 @@ class Upstream:
 
 @pytest.fixture
 def upstream():
-    up = Upstream()
-    up.controller.start()
+    up = Upstream().start()
     yield up
     up.handler.hang.clear()
     up.controller.stop()

@@ -57,8 +57,7 @@ def corpus_results(tmp_path_factory):
     import conftest
 
     tmp = tmp_path_factory.mktemp("scan")
-    up = conftest.Upstream()
-    up.controller.start()
+    up = conftest.Upstream().start()
     dns = conftest.LoopbackDNS()
     dns.nxdomain.add("no-such-partner.example.org")
     relay = conftest.Relay(tmp, conftest.relay_env(tmp, 0, up, dns.port), 0).start()

@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import INTERNAL, STAFF, Upstream, UpstreamHandler, free_port, wait_for
+from conftest import INTERNAL, STAFF, LoopbackController, Upstream, UpstreamHandler, free_port, wait_for
 from test_security import PASSWORD, _plain, _raw_session
 
 MANAGER = f"manager@{INTERNAL}"
@@ -53,12 +53,11 @@ class SwitchedUpstream(Upstream):
         object.__setattr__(self, "_tls", tls)
         self.handler = RecordingHandler()
         self.handler.one_transaction_per_connection = True
-        self.port = free_port()
+        self.port = 0
         self.controller = self._controller()
 
     def _controller(self) -> Controller:
-        return Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                          enable_SMTPUTF8=self._smtputf8, tls_context=self._tls)
+        return LoopbackController(self.handler, self.port, enable_SMTPUTF8=self._smtputf8, tls_context=self._tls)
 
 
 @pytest.fixture
@@ -68,8 +67,7 @@ def upstream(request, certificate):  # overrides conftest's for this module
     if tls:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*certificate)
-    up = SwitchedUpstream(smtputf8, context)
-    up.controller.start()
+    up = SwitchedUpstream(smtputf8, context).start()
     yield up
     up.controller.stop()
 
