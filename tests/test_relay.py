@@ -183,6 +183,7 @@ def test_no_upstream_writes_the_outbox(make_relay, upstream):
     eml = relay.tmp / "var" / "outbox" / f"{queue_id}.eml"
     wait_for(eml.exists, what="outbox file")
     content = eml.read_bytes()
+    assert oct(eml.stat().st_mode & 0o777) == "0o600" and oct(eml.parent.stat().st_mode & 0o777) == "0o700"
     assert content.startswith(f"Return-Path: <{STAFF}>\r\n".encode())
     assert b"X-Mailguard-Rcpt-To: colleague@" in content
 

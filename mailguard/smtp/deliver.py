@@ -48,6 +48,7 @@ from aiosmtplib import (
 
 from ..model import QueuedMessage
 from ..settings import Settings
+from ..store import private_dir
 
 log = logging.getLogger("mailguard.deliver")
 
@@ -264,14 +265,15 @@ def _needs_smtputf8(message: QueuedMessage, content: bytes, recipients: tuple[st
 
 
 def write_outbox(outbox: Path, message: QueuedMessage) -> Path:
-    """Write the message as ``<queue id>.eml`` durably; the same id overwrites (retry-safe)."""
-    outbox.mkdir(parents=True, exist_ok=True)
+    """Write the message as ``<queue id>.eml`` durably; the same id overwrites (retry-safe).
+    The outbox holds what was sent (personal data): directory 0700, files 0600."""
+    private_dir(outbox)
     final = outbox / f"{message.queue_id}.eml"
     temporary = outbox / f".{message.queue_id}.tmp"
     header = (f"Return-Path: <{message.envelope.mail_from}>\r\n"
               f"X-Mailguard-Rcpt-To: {', '.join(message.rcpt_to(r) for r in message.pending_recipients)}\r\n"
               ).encode()
-    with open(temporary, "wb") as fh:
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(header + (message.content or b""))
         fh.flush()
         os.fsync(fh.fileno())
