@@ -12,7 +12,7 @@ import html.parser
 import re
 from email.header import decode_header, make_header
 
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")   # C0, C1, separators, lone surrogates
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 
 

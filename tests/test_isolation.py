@@ -184,3 +184,46 @@ async def test_a_verdict_that_cannot_be_stored_is_retried_and_never_blocks_the_r
     finally:
         await manager.stop()
         db.close()
+
+
+async def test_a_reply_that_cannot_be_recorded_never_sends_the_message_again(tmp_path):
+    """A Japanese server's 250 with Shift_JIS bytes (aiosmtplib hands them on as surrogates):
+    the delivery is recorded all the same, and the message is not delivered a second time."""
+    import asyncio
+
+    from conftest import HERE
+    from mailguard import policy
+    from mailguard.model import Envelope, Submission
+    from mailguard.qmgr.manager import QueueManager
+    from mailguard.settings import load_settings
+    from mailguard.smtp import Attempt
+    from mailguard.store import AsyncStore, Store
+
+    class Watcher:
+        current = policy.load(HERE / "policies")
+
+    attempts = []
+
+    async def deliverer(message):
+        attempts.append(message.queue_id)
+        return Attempt("mx.test", {f"a@{INTERNAL}": (250, "2.0.0 Ok: queued \udc8e\udcf3"),
+                                   f"b@{INTERNAL}": (550, "5.1.1 宛先不明 \udc82\udca0")})
+
+    db = AsyncStore(Store(tmp_path / "db.sqlite3"))
+    settings = load_settings(data_dir=tmp_path, inspect_workers=1, web_listen="", retry_min_backoff=1)
+    manager = QueueManager(settings, db, Watcher(), deliverer=deliverer)
+    try:
+        await db.accept(Submission("Q1", Envelope("s@" + INTERNAL, (f"a@{INTERNAL}", f"b@{INTERNAL}")),
+                                   b"Subject: x\r\n\r\nx\r\n", None, "127.0.0.1", "h", "<Q1@x>", "x"),
+                        lifetime=10000)
+        for _ in range(3):
+            await manager.scan()
+            await asyncio.gather(*manager._active.values())
+        message = await db.get("Q1")
+        assert message.state == "delivered" and attempts == ["Q1"]
+        assert {r.address: str(r.status) for r in message.recipients} == {f"a@{INTERNAL}": "delivered",
+                                                                          f"b@{INTERNAL}": "bounced"}
+        assert (await db.verify_log())[1] is None          # the chain is intact
+    finally:
+        await manager.stop()
+        db.close()

@@ -64,6 +64,8 @@ class QueueManager:
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
+        # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
+        self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
         self.facts = FactGatherer(settings, db)
         self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
                                         settings.inspect_max_memory)
@@ -106,6 +108,8 @@ class QueueManager:
         time-driven work (holds ending, retries due, expiry, and changes made by the
         CLI or console) once per scan interval, not on every wake-up."""
         now = time.time()
+        for message, attempt in list(self._unrecorded.values()):
+            await self._record_safely(message, attempt)
         self._failed_decisions = {q: t for q, t in self._failed_decisions.items() if t > now}
         batch = await self.db.incoming(limit=INCOMING_BATCH, exclude=list(self._failed_decisions))
         if batch:
@@ -231,46 +235,74 @@ class QueueManager:
             message = await self.db.claim(queue_id)
             if message is None:
                 return
-            attempt = await self.deliverer(message)
-            await self._record(message, attempt)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Not an SMTP outcome but a fault of ours: retry later like a 4xx, loudly.
-            log.exception("%s: delivery attempt failed unexpectedly; deferring", queue_id)
             try:
+                attempt = await self.deliverer(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not an SMTP outcome but a fault of ours before any reply: retry later like a 4xx.
+                log.exception("%s: delivery attempt failed unexpectedly; deferring", queue_id)
                 await self.db.defer_after_error(queue_id, f"{type(exc).__name__}: {exc}",
                                                 time.time() + self.settings.retry_min_backoff)
-            except Exception:
-                log.exception("%s: could not defer; it stays delivering until the next start", queue_id)
+                return
+            await self._record_safely(message, attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: could not move on after the attempt; it stays delivering until the next start",
+                          queue_id)
         finally:
             self._active.pop(queue_id, None)
             self._dispatch()   # a slot is free: start the next waiting message
 
-    async def _record(self, message: QueuedMessage, attempt: Attempt) -> None:
+    async def _record_safely(self, message: QueuedMessage, attempt: Attempt) -> None:
+        """Record an attempt whose replies we have. Never retry the delivery instead: the
+        upstream may have accepted it. A record that fails in full is tried plain (no DSN
+        details), then kept in memory and tried again at every scan."""
+        for plain in (False, True):
+            try:
+                await self._record(message, attempt, plain=plain)
+                self._unrecorded.pop(message.queue_id, None)
+                return
+            except Exception:
+                log.exception("%s: recording the attempt failed%s", message.queue_id,
+                              "" if plain else "; trying a plain record")
+        self._unrecorded[message.queue_id] = (message, attempt)
+
+    async def _record(self, message: QueuedMessage, attempt: Attempt, *, plain: bool = False) -> None:
         now = time.time()
         outcome = settle(message, attempt, now, self.settings)
-        notice = None
-        if outcome.bounced and dsn.needs_dsn(message):
-            notice = dsn.build(message, outcome.bounced,
-                               reason_ja="宛先のメールサーバーが受け取りを拒否しました。",
-                               remote=attempt.remote, hostname=self.settings.hostname, zone=self.settings.zone)
+        notice = None if plain else self._bounce(message, outcome, attempt)
         policy = self.policies.current
-        entry = LogEntry(
-            event="delivery", queue_id=message.queue_id, at=now,
-            reply="; ".join(sorted({t for _, t in outcome.results.values()}))[:1000],
-            detail={
-                "attempt": message.attempts,
-                "remote": attempt.remote,
-                "results": {r: {"status": str(s), "reply": t} for r, (s, t) in outcome.results.items()},
-                # provision record (個人情報保護法 第29条): to which organisation each copy went
-                "organisations": {r: routing.organisation(routing.route(r, policy), policy) for r in outcome.results},
-                "next_attempt_at": outcome.next_attempt_at,
-            },
-        )
-        await self.db.finish(message.queue_id, outcome.state, outcome.results, entry,
+        detail = {
+            "attempt": message.attempts,
+            "remote": attempt.remote,
+            "results": {r: {"status": str(s), "reply": t} for r, (s, t) in outcome.results.items()},
+            # provision record (個人情報保護法 第29条): to which organisation each copy went
+            "organisations": {r: routing.organisation(routing.route(r, policy), policy) for r in outcome.results},
+            "next_attempt_at": outcome.next_attempt_at,
+        }
+        if plain:   # what made the full record fail is in the details: keep the states, drop the texts
+            detail = {"attempt": message.attempts, "remote": attempt.remote,
+                      "results": {r: {"status": str(s)} for r, (s, _) in outcome.results.items()}}
+        entry = LogEntry(event="delivery", queue_id=message.queue_id, at=now, detail=detail,
+                         reply="" if plain else "; ".join(sorted({t for _, t in outcome.results.values()}))[:1000])
+        results = {r: (s, "" if plain else t) for r, (s, t) in outcome.results.items()}
+        await self.db.finish(message.queue_id, outcome.state, results, entry,
                              next_attempt_at=outcome.next_attempt_at, dsn=notice,
                              dsn_lifetime=self.settings.queue_lifetime)
         log.info("%s: %s via %s (%s)", message.queue_id, outcome.state, attempt.remote, entry.reply)
         if notice is not None:
             self.wake()
+
+    def _bounce(self, message: QueuedMessage, outcome, attempt: Attempt):
+        """The DSN for the recipients this attempt bounced; None when there is none to send
+        or it cannot be built (logged: the delivery's record must not wait for it)."""
+        if not outcome.bounced or not dsn.needs_dsn(message):
+            return None
+        try:
+            return dsn.build(message, outcome.bounced, reason_ja="宛先のメールサーバーが受け取りを拒否しました。",
+                             remote=attempt.remote, hostname=self.settings.hostname, zone=self.settings.zone)
+        except Exception:
+            log.exception("%s: the DSN could not be built", message.queue_id)
+            return None

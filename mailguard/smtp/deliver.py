@@ -104,21 +104,23 @@ class Deliverer:
                 try:
                     replies = await self._transaction(client, message, recipients, reused=True)
                     self._keep(client, uses + 1)
-                    return Attempt(upstream.host, replies)
+                    return Attempt(upstream.host, {r: (code, reply_text(text)) for r, (code, text) in replies.items()})
                 except _StaleConnection:
                     client.close()
             client = await self._connect()
             replies = await self._transaction(client, message, recipients, reused=False)
             self._keep(client, 1)
-            return Attempt(upstream.host, replies)
-        except (TimeoutError, SMTPException, OSError) as exc:
+            return Attempt(upstream.host, {r: (code, reply_text(text)) for r, (code, text) in replies.items()})
+        except Exception as exc:   # any failure of the session is temporary: defer, never bounce
             if client is not None:
-                client.close()
+                client.close()   # mid-transaction: never reuse it
             text = f"4.4.1 delivery to {upstream} failed: {type(exc).__name__}: {exc}"
             if isinstance(exc, SMTPResponseException):
                 text = f"4.4.1 upstream {upstream} said: {exc.code} {exc.message}"
-            log.warning("%s: %s", message.queue_id, text)
-            return Attempt(upstream.host, {r: (451, text) for r in recipients})
+            if not isinstance(exc, (TimeoutError, SMTPException, OSError)):
+                log.exception("%s: unexpected failure in the SMTP session", message.queue_id)
+            log.warning("%s: %s", message.queue_id, reply_text(text))
+            return Attempt(upstream.host, {r: (451, reply_text(text)) for r in recipients})
 
     async def _connect(self) -> aiosmtplib.SMTP:
         settings = self.settings
@@ -186,6 +188,12 @@ class Deliverer:
             reply = (exc.code, exc.message)
         replies.update({r: reply for r in accepted})
         return replies
+
+
+def reply_text(text: str) -> str:
+    """An upstream's reply text as we keep it: aiosmtplib decodes with surrogateescape, and a
+    Shift_JIS word in a Japanese server's reply would otherwise break the log and the DSN."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
     @staticmethod
     async def _reset(client: aiosmtplib.SMTP) -> None:
