@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid
 
 from .. import tokens
@@ -41,8 +41,10 @@ def _notice(message: QueuedMessage, subject: str, lines: list[str], settings: Se
         notice["In-Reply-To"] = reference
     notice.set_content("\n".join(["このメールは送信ゲートウェイ mailguard が自動で送信しています。", "", *lines]) + "\n",
                        charset="utf-8")
-    return Submission(queue_id=queue_id, envelope=Envelope("", (message.envelope.mail_from,)),
-                      content=notice.as_bytes(policy=SMTP), auth_user=None, client_addr="127.0.0.1",
+    return Submission(queue_id=queue_id, envelope=Envelope("", (message.envelope.mail_from,),
+                                                                smtputf8=not message.envelope.mail_from.isascii()),
+                      content=notice.as_bytes(policy=SMTP if message.envelope.mail_from.isascii() else SMTPUTF8),
+                      auth_user=None, client_addr="127.0.0.1",
                       helo=settings.hostname, message_id=notice["Message-ID"], subject=str(notice["Subject"]),
                       origin=Origin.NOTICE)
 

@@ -77,7 +77,9 @@ def build(
     content = report.as_bytes(policy=SMTP_POLICY)
     return Submission(
         queue_id=queue_id,
-        envelope=Envelope(mail_from="", rcpt_tos=(message.envelope.mail_from,)),
+        # a sender with a UTF-8 address can only be reached with SMTPUTF8 (RFC 6531)
+        envelope=Envelope(mail_from="", rcpt_tos=(message.envelope.mail_from,),
+                          smtputf8=not message.envelope.mail_from.isascii()),
         content=content,
         auth_user=None,
         client_addr="127.0.0.1",
