@@ -227,3 +227,17 @@ async def test_a_reply_that_cannot_be_recorded_never_sends_the_message_again(tmp
     finally:
         await manager.stop()
         db.close()
+
+
+def test_a_generated_password_is_never_mailed_outside_the_office(relay, upstream):
+    """A printer on the trusted network sends as an ISP mailbox: the zip's generated password
+    must not go there (that would be PPAP); the message waits for a manager instead."""
+    partner = "care@hikari-houkan.example.com"          # registered, no agreed key
+    outside = "scanner@isp-mail.example.net"
+    queue_id = send_raw(relay, [partner], attachment_message(partner, 'filename="meibo.csv"'), sender=outside)
+    assert relay.wait_decided(queue_id, timeout=20) == "awaiting_approval"
+    first = relay.message(queue_id).findings[0]
+    assert first.code == "processing_failed" and "パスワード" in first.text and "暗号化されずに" in first.text
+    send(relay, [f"after@{INTERNAL}"])
+    upstream.wait_to(f"after@{INTERNAL}")
+    assert upstream.to(outside) == []

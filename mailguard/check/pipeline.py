@@ -38,7 +38,10 @@ log = logging.getLogger("mailguard.check")
 
 HELD = (State.DELAYED, State.AWAITING_APPROVAL)
 STAGE_LABELS = {"inspect": "検査", "decide": "判定", "transform": "送信前の変換 (添付ファイルの暗号化など)",
-                "notice": "送信者への通知の作成", "store": "判定結果の保存"}
+                "notice": "送信者への通知の作成", "store": "判定結果の保存",
+                "password": "暗号化した添付ファイルのパスワードの通知"}
+# After these, the message is held unchanged: approving it sends what the sender sent, as it is.
+UNPROTECTED_IF_APPROVED = ("transform", "password")
 
 
 @dataclass(frozen=True)
@@ -54,17 +57,20 @@ class Assessment:
         return self.verdict.findings
 
 
-def failure_finding(stage: str, subject: str) -> Finding:
+def failure_finding(stage: str, subject: str, why: str = "") -> Finding:
     """What a person sees when a stage failed for this message (never the exception text)."""
     code = F.INSPECTION_FAILED if stage == "inspect" else F.PROCESSING_FAILED
-    return code.finding(subject, f"{STAGE_LABELS.get(stage, stage)}の途中でエラーが発生したため、自動では送信しません。"
-                                 "管理者が内容を確認してください。")
+    text = why or f"{STAGE_LABELS.get(stage, stage)}の途中でエラーが発生したため、自動では送信しません。"
+    text += "管理者が内容を確認してください。"
+    if stage in UNPROTECTED_IF_APPROVED:
+        text += "承認すると、添付ファイルは暗号化されずに、送信者が送ったとおりに送信されます。"
+    return code.finding(subject, text)
 
 
 def held_for_failure(message: QueuedMessage, stage: str, findings: tuple[Finding, ...] = (),
-                     failures: tuple[str, ...] = ()) -> Assessment:
+                     failures: tuple[str, ...] = (), why: str = "") -> Assessment:
     """The safe outcome for a message a stage failed on: unchanged, waiting for a manager."""
-    verdict = Verdict(Action.APPROVAL, None, (failure_finding(stage, message.queue_id), *findings))
+    verdict = Verdict(Action.APPROVAL, None, (failure_finding(stage, message.queue_id, why), *findings))
     return Assessment(verdict, State.AWAITING_APPROVAL, failures=failures)
 
 
@@ -92,18 +98,29 @@ def assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, fa
         return held_for_failure(message, "transform", verdict.findings, tuple(failures))
     state = STATE_FOR[verdict.action]
     notices: list[Submission] = []
-    if transformed.password is not None:
+    if transformed.password is not None and state is not State.REJECTED:
+        if not password_recipient_ok(message, policy):
+            return held_for_failure(message, "password", verdict.findings, tuple(failures), why=(
+                "添付ファイルを暗号化しましたが、生成したパスワードを安全に知らせる相手がいません "
+                "(送信者のアドレスが空か、組織外のアドレスで認証もされていません)。"))
         try:
             notice = compose.password(message, [r.address for r in routes if r.leaves], list(transformed.encrypted),
                                       transformed.password, policy.encryption.archive_name, settings)
         except Exception as exc:
             # Without its password the recipient could not open the zip: hold instead.
-            failures.append(_failed(message, "notice", exc))
-            return held_for_failure(message, "notice", verdict.findings, tuple(failures))
+            failures.append(_failed(message, "password", exc))
+            return held_for_failure(message, "password", verdict.findings, tuple(failures))
         if notice is not None:
             notices.append(notice)
     notices += _state_notices(message, verdict, state, policy, settings, failures)
     return Assessment(verdict, state, transformed, tuple(notices), tuple(failures))
+
+
+def password_recipient_ok(message: QueuedMessage, policy: Policy) -> bool:
+    """Whether a generated password may go to the envelope sender: an address of the office's
+    own, or the authenticated user's own (smtpd checked it). Never outside: that would be PPAP."""
+    sender = message.envelope.mail_from
+    return bool(sender) and (message.auth_user is not None or policy.is_internal(sender))
 
 
 def inspect(raw: bytes, routes: tuple[Route, ...], policy: Policy, facts: Facts,

@@ -190,11 +190,6 @@ class Deliverer:
         return replies
 
 
-def reply_text(text: str) -> str:
-    """An upstream's reply text as we keep it: aiosmtplib decodes with surrogateescape, and a
-    Shift_JIS word in a Japanese server's reply would otherwise break the log and the DSN."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
     @staticmethod
     async def _reset(client: aiosmtplib.SMTP) -> None:
         """RSET after an unfinished transaction, so the connection can be reused (or is closed)."""
@@ -292,3 +287,9 @@ def write_outbox(outbox: Path, message: QueuedMessage) -> Path:
     finally:
         os.close(dir_fd)
     return final
+
+
+def reply_text(text: str) -> str:
+    """An upstream's reply text as we keep it: aiosmtplib decodes with surrogateescape, and a
+    Shift_JIS word in a Japanese server's reply would otherwise break the log and the DSN."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
