@@ -290,7 +290,7 @@ def test_a_forwarded_message_is_its_own_part_and_counts_toward_the_depth():
 
 
 def test_encryption_refuses_to_send_in_the_clear_what_it_cannot_find():
-    from mailguard.check.transform import encrypt_attachments
+    from mailguard.check.encrypt import encrypt_attachments
 
     raw = message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)])
     with pytest.raises(ValueError, match="not found"):
@@ -304,7 +304,7 @@ def test_a_forwarded_message_with_personal_data_is_encrypted_whole():
 
     import pyzipper
 
-    from mailguard.check.transform import encrypt_attachments
+    from mailguard.check.encrypt import encrypt_attachments
 
     plan = care_plan_xlsx()
     outer = EmailMessage()
@@ -320,3 +320,53 @@ def test_a_forwarded_message_with_personal_data_is_encrypted_whole():
         inner = message_from_bytes(zf.read("送付.eml"), policy=default)
     [xlsx] = list(inner.iter_attachments())
     assert xlsx.get_filename() == "ケアプラン.xlsx" and xlsx.get_payload(decode=True) == plan
+
+
+@pytest.mark.parametrize("case", ["single-part", "alternative-body", "unknown-charset-body"])
+def test_encryption_keeps_a_container_for_the_zip_and_never_rewrites_an_unreadable_body(case):
+    """The same part numbering as inspection, whatever the message's shape."""
+    import pyzipper
+    from email import message_from_bytes
+    from mailguard.check.encrypt import encrypt_attachments
+
+    csv = base64_lines(f"氏名,個人番号\r\n山田 太郎,{VALID_MY_NUMBER}\r\n".encode())
+    head = "From: a@x\r\nTo: b@y\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+    if case == "single-part":     # a script or a printer sends only the file
+        raw, path = (head + "Content-Type: text/csv\r\nContent-Disposition: attachment; filename=\"a.csv\"\r\n"
+                     "Content-Transfer-Encoding: base64\r\n\r\n" + csv), "1"
+    else:
+        charset = "x-unknown" if case == "unknown-charset-body" else "utf-8"
+        raw = (head + 'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+               f"--b\r\nContent-Type: text/plain; charset={charset}\r\n\r\n本文\r\n"
+               "--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=\"a.csv\"\r\n"
+               "Content-Transfer-Encoding: base64\r\n\r\n" + csv + "--b--\r\n")
+        path = "2"
+    out, names = encrypt_attachments(raw.encode(), [path], "password-123", "a.zip", how="x")
+    msg = message_from_bytes(out)
+    assert msg.get_content_type() == "multipart/mixed" and names == ("a.csv",)
+    assert VALID_MY_NUMBER.encode() not in out
+    [archive] = [p for p in msg.walk() if p.get_content_type() == "application/zip"]
+    with pyzipper.AESZipFile(io.BytesIO(archive.get_payload(decode=True))) as zf:
+        zf.setpassword(b"password-123")
+        assert VALID_MY_NUMBER.encode() in zf.read("a.csv")
+    notes = [p.get_payload(decode=True).decode() for p in msg.walk()
+             if p.get_content_type() == "text/plain" and b"mailguard" in (p.get_payload(decode=True) or b"")]
+    assert notes and "7-Zip" in notes[0]
+    if case == "unknown-charset-body":
+        assert b"charset=x-unknown" in out            # left exactly as it came; the note is its own part
+
+
+def base64_lines(data: bytes) -> str:
+    import base64
+
+    return base64.encodebytes(data).decode().replace("\n", "\r\n")
+
+
+def test_a_cp932_csv_labelled_latin1_is_still_read_as_japanese():
+    """latin-1 "decodes" any bytes: a mislabelled CP932 file must not hide what it holds."""
+    csv = "氏名,生年月日,要介護度,病名\r\n山田 太郎,昭和12年3月4日生まれ,要介護3,認知症\r\n".encode("cp932")
+    raw = ("From: a@x\r\nTo: b@y\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nx\r\n'
+           "--b\r\nContent-Type: text/csv; charset=iso-8859-1\r\nContent-Disposition: attachment; filename=a.csv\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(csv) + "--b--\r\n").encode()
+    assert scan(raw).level_of("2") == "sensitive"

@@ -25,36 +25,21 @@ On failure: raises; the pipeline holds the message unchanged for a person.
 
 from __future__ import annotations
 
-import io
-import re
 import secrets
-import unicodedata
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import SMTP, default
-from html import escape
 
-import pyzipper
 
 from .. import findings as F
 from ..model import Route, Verdict
 from ..policy import Policy
-from .content import mime
 from .content.report import ContentReport
+from .encrypt import encrypt_attachments
 
 # Without 0/O, 1/l/I: the sender reads it out on the telephone.
 PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
-NOTE = (
-    "【mailguard より】このメールの添付ファイルは、個人情報を含むため、暗号化 (AES-256) した zip ファイル"
-    "「{archive}」にまとめました。パスワードは{how}。\n"
-    "※ Windows 標準のエクスプローラーでは AES 暗号化された zip を開けません (エラー 0x80004005)。"
-    "7-Zip、Lhaplus、CubeICE などの無料ソフトで開いてください。"
-)
 HIDDEN_HEADERS = (b"to", b"cc")
-_UNSAFE = re.compile(r'[<>:"/\\|?*]')   # not allowed in a Windows file name
-_RESERVED = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])\s*(\..*)?$", re.IGNORECASE)
+
 
 
 @dataclass(frozen=True)
@@ -110,119 +95,6 @@ def agreed_key(routes: tuple[Route, ...], policy: Policy) -> str | None:
 
 def generate_password(length: int) -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
-
-
-def safe_name(name: str, fallback: str = "添付ファイル") -> str:
-    """A file name that cannot escape or deceive on the recipient's PC: base name only
-    (``/`` and ``\\``), no control, bidirectional or reserved characters, no reserved
-    Windows device name (CON, NUL, COM1 …), no leading dots, at most 150 characters."""
-    base = re.split(r"[/\\]", unicodedata.normalize("NFC", name))[-1]
-    base = "".join(ch if mime.printable(ch) else "_" for ch in base)   # controls, bidi, zero-width
-    base = _UNSAFE.sub("_", base).strip(" .")
-    if _RESERVED.match(base):
-        base = "_" + base
-    if len(base) > 150:
-        stem, dot, ext = base.rpartition(".")
-        base = (stem[: 150 - len(ext) - 1] + "." + ext) if dot and len(ext) <= 10 else base[:150]
-    return base or fallback
-
-
-def encrypt_attachments(raw: bytes, paths: list[str], password: str, archive_name: str, *,
-                        how: str) -> tuple[bytes, tuple[str, ...]]:
-    """Replace the attachments at MIME part ``paths`` with one AES-256 zip and add the note.
-    Returns the new bytes and the names used inside the zip. Raises ValueError when a
-    path is not in the message (never send in the clear what had to be encrypted)."""
-    msg: EmailMessage = message_from_bytes(raw, policy=default)
-    wanted = set(paths)
-    files: list[tuple[str, str, bytes]] = []    # (name as sent, name in zip, data)
-    for path, container in list(mime.containers(msg)):
-        children = container.get_payload()
-        kept = []
-        for index, child in enumerate(children, 1):
-            if mime.child_path(path, index) in wanted:
-                files.append(_member(child, mime.child_path(path, index)))
-            else:
-                kept.append(child)
-        if len(kept) != len(children):
-            container.set_payload(kept)
-    if len(files) != len(wanted):
-        raise ValueError(f"attachments to encrypt not found at parts: {sorted(wanted)}")
-    used: set[str] = set()
-    renamed = []
-    archive = io.BytesIO()
-    with pyzipper.AESZipFile(archive, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
-        zf.setpassword(password.encode())
-        zf.setencryption(pyzipper.WZ_AES, nbits=256)
-        for original, name, data in files:
-            stem, dot, ext = name.rpartition(".")
-            unique, n = name, 1
-            while unique.lower() in used:   # two attachments of the same name
-                n += 1
-                unique = f"{stem}({n}).{ext}" if dot else f"{name}({n})"
-            used.add(unique.lower())
-            if unique != original:
-                renamed.append(f"「{_shown(original)}」→「{unique}」")
-            zf.writestr(unique, data)
-    note = NOTE.format(archive=archive_name, how=how)
-    if renamed:
-        note += "\n安全のため、次のファイル名を変えて zip に入れました: " + "、".join(renamed[:20])
-    _add_note(msg, note)
-    msg.add_attachment(archive.getvalue(), maintype="application", subtype="zip", filename=archive_name)
-    return msg.as_bytes(policy=SMTP), tuple(name for _, name, _ in files)
-
-
-def _shown(name: str) -> str:
-    """An original name as the note may show it: its hidden characters made visible (U+202E …)."""
-    return "".join(ch if mime.printable(ch) else f"<U+{ord(ch):04X}>" for ch in name[:100])
-
-
-def _member(part, path: str) -> tuple[str, str, bytes]:
-    original = mime.raw_attachment_name(part) or f"添付ファイル{path}"
-    if part.get_content_type() == "message/rfc822":   # a forwarded message, whole
-        payload = part.get_payload()
-        data = payload[0].as_bytes(policy=SMTP) if isinstance(payload, list) and payload else b""
-        name = original if original.lower().endswith(".eml") else original + ".eml"
-    else:
-        data = part.get_payload(decode=True) or b""
-        name = original
-    return original, safe_name(name), data
-
-
-def _add_note(msg: EmailMessage, note: str) -> None:
-    """The note at the end of the text body (and the HTML one), or as its own part."""
-    plain = _body(msg, "plain")
-    if plain is not None:
-        text = plain.get_content().rstrip("\n")
-        plain.set_content(f"{text}\n\n{note}\n", charset="utf-8")
-    html = _body(msg, "html")
-    if html is not None:
-        markup = html.get_content()
-        block = f"<p>{escape(note).replace(chr(10), '<br>')}</p>"
-        markup = markup.replace("</body>", block + "</body>") if "</body>" in markup else markup + block
-        html.set_content(markup, subtype="html", charset="utf-8")
-    if plain is None and html is None:
-        if not msg.is_multipart():
-            msg.make_mixed()
-        msg.attach(_note_part(note))
-
-
-def _body(msg: EmailMessage, subtype: str):
-    """The body part of ``subtype`` whose text can be read; a body in an unknown or lying
-    charset is left as it is (the note then goes in a part of its own)."""
-    part = msg.get_body(preferencelist=(subtype,))
-    if part is None:
-        return None
-    try:
-        part.get_content()
-    except (LookupError, UnicodeError, KeyError):
-        return None
-    return part
-
-
-def _note_part(note: str) -> EmailMessage:
-    part = EmailMessage()
-    part.set_content(note, charset="utf-8", disposition="inline")
-    return part
 
 
 def hide_recipients(content: bytes) -> bytes:

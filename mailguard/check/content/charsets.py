@@ -14,7 +14,8 @@ or two when two are plausible, for the detectors to see both. The order:
 
 When 4 and 5 are both plausible (and differ), both are returned; so is a
 declared single-byte or wrong charset that decodes "successfully" when the bytes
-are valid UTF-8 with non-ASCII text. Never raises; CPU grows with the input (run
+are valid UTF-8 with non-ASCII text, or (declared latin-1, windows-1252 …) when
+a Japanese guess or CP932 reads them. Never raises; CPU grows with the input (run
 in a worker).
 """
 
@@ -24,15 +25,28 @@ ALIASES = {"shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis"
            "windows-31j": "cp932", "iso-2022-jp": "iso2022_jp_ext", "euc-jp": "euc_jis_2004"}
 GUESSES = ["cp932", "euc_jp", "iso2022_jp", "utf_16", "utf_8"]
 REPLACEMENT = "\ufffd"
+# Declared charsets that can hold Japanese: a body declared otherwise (latin-1, windows-1252 …)
+# "decodes" whatever its bytes are, so the Japanese readings are looked at too.
+JAPANESE_CAPABLE = {"cp932", "iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", "euc_jp", "euc_jis_2004",
+                    "shift_jis", "shift_jis_2004", "utf_8", "utf_8_sig", "utf_16", "utf_32", "gb18030", "big5"}
+
+
+def decode_declared(data: bytes, declared: str | None) -> str | None:
+    """The text in its declared charset, strictly; None when that is not possible."""
+    return _strict(data, ALIASES.get(declared.strip().lower(), declared.strip())) if declared else None
 
 
 def readings(data: bytes, declared: str | None = None) -> tuple[str, ...]:
     """The plausible texts of ``data``, most likely first (at least one)."""
     if declared:
-        text = _strict(data, ALIASES.get(declared.strip().lower(), declared.strip()))
+        text = decode_declared(data, declared)
         if text is not None:
-            utf8 = _strict(data, "utf-8-sig") if not data.isascii() else None
-            return (text, utf8) if utf8 is not None and utf8 != text else (text,)
+            if data.isascii():
+                return (text,)
+            others = [_strict(data, "utf-8-sig")]
+            if _codec(declared) not in JAPANESE_CAPABLE:   # a mislabelled CP932 CSV reads as latin-1
+                others += [_guess(data), _strict(data, "cp932")]
+            return tuple(dict.fromkeys([text, *(t for t in others if t is not None)]))
     if b"\x1b$" in data:
         text = _strict(data, "iso2022_jp_ext")
         if text is not None:
@@ -50,6 +64,15 @@ def readings(data: bytes, declared: str | None = None) -> tuple[str, ...]:
     if not found:   # neither: look at it both ways rather than miss it
         found = [data.decode("cp932", "replace"), utf8]
     return tuple(found)
+
+
+def _codec(declared: str) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(ALIASES.get(declared.strip().lower(), declared.strip())).name.replace("-", "_")
+    except LookupError:
+        return ""
 
 
 def _strict(data: bytes, codec: str) -> str | None:
