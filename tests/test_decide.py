@@ -141,6 +141,7 @@ async def test_a_message_that_cannot_be_inspected_is_held_not_lost(queue_manager
     monkeypatch.setattr(pipeline, "inspect", broken)
     manager, db = await queue_manager()
     await manager.scan()
+    await manager.decisions_done()
     held = await db.get("Q1")
     assert held.state is State.AWAITING_APPROVAL
     assert [f.code for f in held.findings] == ["inspection_failed"]
@@ -154,6 +155,7 @@ async def test_an_internal_fault_during_delivery_defers_the_message(queue_manage
 
     manager, db = await queue_manager(faulty)
     await manager.scan()
+    await manager.decisions_done()
     await asyncio.gather(*manager._active.values())
     message = await db.get("Q1")
     assert message.state is State.DEFERRED and message.next_attempt_at is not None

@@ -128,6 +128,7 @@ async def test_a_fault_in_one_message_leaves_the_others_decided(tmp_path, monkey
                                        f"Subject: {subject}\r\n\r\nx\r\n".encode(), None, "127.0.0.1", "h",
                                        f"<{qid}@x>", subject), lifetime=10000)
         await manager.scan()
+        await manager.decisions_done()
         import asyncio
 
         await asyncio.gather(*manager._active.values())
@@ -172,6 +173,7 @@ async def test_a_verdict_that_cannot_be_stored_is_retried_and_never_blocks_the_r
                                        b"Subject: x\r\n\r\nx\r\n", None, "127.0.0.1", "h", f"<{qid}@x>", "x"),
                             lifetime=1)
         await manager.scan()
+        await manager.decisions_done()
         q2 = await db.get("Q2")
         assert (await db.get("Q1")).state == "incoming" and q2.state == "delayed", q2.findings
         assert "Q1" in manager._failed_decisions      # not retried on every scan
@@ -218,6 +220,7 @@ async def test_a_reply_that_cannot_be_recorded_never_sends_the_message_again(tmp
                         lifetime=10000)
         for _ in range(3):
             await manager.scan()
+            await manager.decisions_done()
             await asyncio.gather(*manager._active.values())
         message = await db.get("Q1")
         assert message.state == "delivered" and attempts == ["Q1"]
@@ -241,3 +244,57 @@ def test_a_generated_password_is_never_mailed_outside_the_office(relay, upstream
     send(relay, [f"after@{INTERNAL}"])
     upstream.wait_to(f"after@{INTERNAL}")
     assert upstream.to(outside) == []
+
+
+async def test_a_slow_content_scan_keeps_nobody_else_waiting(tmp_path, dns_server):
+    """One external message whose scan takes long; an internal one accepted after it leaves at once."""
+    import asyncio
+
+    from conftest import HERE
+    from mailguard import policy
+    from mailguard.check.content.report import ContentReport
+    from mailguard.model import Envelope, Submission
+    from mailguard.qmgr.manager import QueueManager
+    from mailguard.settings import load_settings
+    from mailguard.smtp import Attempt
+    from mailguard.store import AsyncStore, Store
+
+    class Watcher:
+        current = policy.load(HERE / "policies")
+
+    release = asyncio.Event()
+
+    async def slow_scan(raw, queue_id="", roster=()):
+        await release.wait()                     # as long as the test wants: a 30 s scan, say
+        return ContentReport("none")
+
+    async def deliverer(message):
+        return Attempt("mx.test", {r: (250, "2.0.0 ok") for r in message.pending_recipients})
+
+    db = AsyncStore(Store(tmp_path / "db.sqlite3"))
+    settings = load_settings(data_dir=tmp_path, inspect_workers=1, web_listen="", queue_scan_interval=0.1,
+                             dns_servers=f"127.0.0.1:{dns_server.port}")
+    manager = QueueManager(settings, db, Watcher(), deliverer=deliverer)
+    manager.content.scan = slow_scan
+    runner = asyncio.create_task(manager.run())
+    try:
+        await db.accept(Submission("Q1", Envelope("s@" + INTERNAL, (REGISTERED,)), b"Subject: x\r\n\r\nx\r\n",
+                                   None, "127.0.0.1", "h", "<Q1@x>", "x"), lifetime=10000)
+        await asyncio.sleep(0)   # let the scan pick it up first
+        manager.wake()
+        await db.accept(Submission("Q2", Envelope("s@" + INTERNAL, (f"a@{INTERNAL}",)), b"Subject: y\r\n\r\ny\r\n",
+                                   None, "127.0.0.1", "h", "<Q2@x>", "y"), lifetime=10000)
+        manager.wake()
+        deadline = time.monotonic() + 2
+        while (await db.get("Q2")).state != "delivered":
+            assert time.monotonic() < deadline, "the internal message waited for the slow scan"
+            await asyncio.sleep(0.02)
+        assert (await db.get("Q1")).state == "incoming"      # still being scanned
+        release.set()
+        await manager.decisions_done()
+        assert (await db.get("Q1")).state == "delayed"
+    finally:
+        release.set()
+        await manager.stop()
+        runner.cancel()
+        db.close()

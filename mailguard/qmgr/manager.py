@@ -46,6 +46,7 @@ log = logging.getLogger("mailguard.qmgr")
 
 INCOMING_BATCH = 100        # messages decided per scan, so dispatching is never starved
 RETRY_FAILED_DECISION = 60.0   # s before a message whose verdict could not be stored is tried again
+MAX_DECIDING = 2 * INCOMING_BATCH   # messages being decided at once (content scans queue in the pool)
 DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
 
@@ -64,6 +65,8 @@ class QueueManager:
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
+        self._deciding: set[str] = set()                 # queue ids whose decision is under way
+        self._decisions: set[asyncio.Task] = set()
         # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
         self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
         self.facts = FactGatherer(settings, db)
@@ -93,6 +96,9 @@ class QueueManager:
         (their messages stay ``delivering`` and are retried at the next start)."""
         self._stopping = True
         self.wake()
+        for task in list(self._decisions):   # undecided messages stay incoming: decided at the next start
+            task.cancel()
+        await asyncio.gather(*list(self._decisions), return_exceptions=True)
         if self._active:
             _, still = await asyncio.wait(list(self._active.values()), timeout=grace)
             for task in still:
@@ -111,16 +117,14 @@ class QueueManager:
         for message, attempt in list(self._unrecorded.values()):
             await self._record_safely(message, attempt)
         self._failed_decisions = {q: t for q, t in self._failed_decisions.items() if t > now}
-        batch = await self.db.incoming(limit=INCOMING_BATCH, exclude=list(self._failed_decisions))
-        if batch:
-            await self._decide_batch(batch)
-            self.wake()   # there may be more (the batch is bounded in count and bytes): come straight back
+        await self._start_decisions()
         now = time.time()
         if now >= self._next_full_scan:
             self._next_full_scan = now + self.settings.queue_scan_interval
             due = await self.db.due_ids(now)
             for queue_id in due["expire"]:
-                await self._expire(queue_id, now)
+                if queue_id not in self._deciding:
+                    await self._expire(queue_id, now)
             if due["release"]:
                 for queue_id in await self.db.release_due(due["release"], now=now):
                     log.info("%s: hold ended, released", queue_id)
@@ -129,7 +133,34 @@ class QueueManager:
                 self._queue_for_delivery(queue_id)
         self._dispatch()
 
+    async def _start_decisions(self) -> None:
+        """Take the next batch of incoming messages and decide it in the background: a slow
+        content scan never keeps the scan from releasing, expiring or dispatching others."""
+        if len(self._deciding) >= MAX_DECIDING:
+            return
+        batch = await self.db.incoming(limit=INCOMING_BATCH,
+                                       exclude=[*self._failed_decisions, *self._deciding])
+        if not batch:
+            return
+        self._deciding.update(m.queue_id for m in batch)
+        task = asyncio.create_task(self._decide_batch(batch))
+        self._decisions.add(task)
+        task.add_done_callback(self._decisions.discard)
+        self.wake()   # there may be more (the batch is bounded in count and bytes): come straight back
+
+    async def decisions_done(self) -> None:
+        """Wait until every decision started so far is stored (tests, and a clean stop)."""
+        while self._decisions:
+            await asyncio.gather(*list(self._decisions), return_exceptions=True)
+
     async def _decide_batch(self, batch: list[QueuedMessage]) -> None:
+        try:
+            await self._decide_all(batch)
+        finally:
+            self._deciding.difference_update(m.queue_id for m in batch)
+            self.wake()
+
+    async def _decide_all(self, batch: list[QueuedMessage]) -> None:
         policy = self.policies.current
         routes = [routing.routes(m.envelope.rcpt_tos, policy) for m in batch]
         checked = [rs for m, rs in zip(batch, routes) if m.origin is Origin.SMTP]
@@ -138,11 +169,9 @@ class QueueManager:
         except Exception:   # DNS or the store: decide without them (nothing is "known" then)
             log.exception("gathering facts failed; deciding without past recipients and DNS")
             facts = Facts()
-        # Concurrently, so that the store commits the whole batch's verdicts at once.
-        states = await asyncio.gather(*(self._decide(m, rs, policy, facts) for m, rs in zip(batch, routes)))
-        for message, state in zip(batch, states):
-            if state is State.READY:
-                self._queue_for_delivery(message.queue_id)
+        # Concurrently: each goes its way as soon as it is decided, and the store commits
+        # the verdicts that arrive together in one transaction.
+        await asyncio.gather(*(self._decide(m, rs, policy, facts) for m, rs in zip(batch, routes)))
 
     async def _decide(self, message: QueuedMessage, routes: tuple[Route, ...], policy: Policy,
                       facts: Facts) -> State | None:
@@ -161,6 +190,9 @@ class QueueManager:
             assessment = held
         log.info("%s: %s (%s)", message.queue_id, assessment.state,
                  ", ".join(f"{f.code}:{f.subject}" for f in assessment.findings[:20]) or "no findings")
+        if assessment.state is State.READY:
+            self._queue_for_delivery(message.queue_id)
+            self._dispatch()
         return assessment.state
 
     async def _content(self, message: QueuedMessage, routes: tuple[Route, ...],
