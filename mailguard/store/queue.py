@@ -178,10 +178,13 @@ class QueueStore:
                           f" lower(address) IN ({','.join('?' * len(keys))})", [RecipientStatus.DELIVERED, *keys])
         return frozenset(row[0] for row in rows)
 
-    def correspondents(self, limit: int = 5000) -> frozenset[str]:
-        """The most recent ``limit`` distinct addresses mail was delivered to (lower-cased)."""
+    def correspondents(self, limit: int = 5000, window: int = 50_000) -> frozenset[str]:
+        """The most recent ``limit`` distinct addresses mail was delivered to (lower-cased), among
+        the last ``window`` recipient rows: the cost stays bounded after years of mail."""
         rows = self._read("SELECT lower(address) AS a FROM recipients WHERE status = ?"
-                          " GROUP BY a ORDER BY max(rowid) DESC LIMIT ?", (RecipientStatus.DELIVERED, limit))
+                          " AND rowid > (SELECT coalesce(max(rowid), 0) FROM recipients) - ?"
+                          " GROUP BY a ORDER BY max(rowid) DESC LIMIT ?",
+                          (RecipientStatus.DELIVERED, window, limit))
         return frozenset(row[0] for row in rows)
 
     # --- state changes: every one through _transition ----------------------------------
@@ -273,8 +276,11 @@ class QueueStore:
         Not logged: the attempt's outcome is (``finish``)."""
         now = time.time() if now is None else now
         with self._write() as conn:
-            if self._state_of(conn, queue_id) not in TRANSITIONS["claim"][0]:
+            row = conn.execute("SELECT state, next_attempt_at FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+            if row is None or row[0] not in TRANSITIONS["claim"][0]:
                 return None
+            if row[0] == State.DEFERRED and (row[1] or 0) > now:
+                return None   # listed as due, then retried and deferred again meanwhile: not yet
             conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1"
                          " WHERE queue_id = ?", (State.DELIVERING, now, queue_id))
         return self.get(queue_id, content=True)
