@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html.parser
 import re
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")   # C0, C1, separators, lone surrogates
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
@@ -23,11 +23,31 @@ def one_line(text: str, limit: int = 200) -> str:
 
 
 def decode_words(value) -> str:
-    """A header value decoded from RFC 2047 encoded words; undecodable input is kept as it came."""
+    """A header value decoded from RFC 2047 encoded words; undecodable input is kept as it came.
+    Raw 8-bit text (legal with SMTPUTF8, RFC 6532; common from old Japanese mailers) is read as
+    UTF-8, else CP932, instead of being replaced."""
+    if isinstance(value, Header):   # compat32 hands raw 8-bit headers over as Header objects
+        return "".join(_raw_chunk(chunk, charset) for chunk, charset in decode_header(value))
     try:
         return str(make_header(decode_header(str(value))))
     except Exception:
         return str(value)
+
+
+def _raw_chunk(chunk, charset) -> str:
+    if isinstance(chunk, str):
+        return chunk
+    if charset not in (None, "unknown-8bit"):
+        try:
+            return chunk.decode(charset, "replace")
+        except LookupError:
+            pass
+    for codec in ("utf-8", "cp932"):
+        try:
+            return chunk.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return chunk.decode("utf-8", "replace")
 
 
 def subject_of(headers) -> str:

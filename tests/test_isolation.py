@@ -298,3 +298,20 @@ async def test_a_slow_content_scan_keeps_nobody_else_waiting(tmp_path, dns_serve
         await manager.stop()
         runner.cancel()
         db.close()
+
+
+def test_raw_utf8_headers_are_read_and_an_endless_header_is_refused(relay, upstream):
+    import smtplib
+
+    raw = ("From: staff@sakura-kaigo.example.jp\r\nTo: a@sakura-kaigo.example.jp\r\n"
+           "Subject: ケアプラン送付のお知らせ\r\nMessage-ID: <送付@example.jp>\r\n\r\n本文\r\n").encode()
+    queue_id = send_raw(relay, [f"a@{INTERNAL}"], raw)        # a 250, never a 500
+    assert relay.message(queue_id).subject == "ケアプラン送付のお知らせ"
+    endless = b"From: staff@sakura-kaigo.example.jp\r\n" + b"X-Filler: " + b"x" * 70 + b"\r\n" * 1
+    endless = endless + (b"X-Filler: " + b"x" * 70 + b"\r\n") * 4000          # ~320 KB of header, no body
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail(STAFF)
+        client.rcpt(f"a@{INTERNAL}")
+        code, text = client.data(endless)
+    assert code == 552 and b"5.3.4" in text

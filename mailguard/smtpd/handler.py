@@ -43,7 +43,7 @@ from ..address import address_key
 from ..model import Envelope, Submission, new_queue_id
 from ..settings import Settings
 from ..store import AsyncStore
-from ..text import subject_of
+from ..text import one_line, subject_of
 from ..users import User, Verifier
 from . import headerfrom
 
@@ -135,6 +135,10 @@ class RelayHandler:
         if has_bare_cr_or_lf(raw):
             log.warning("bare CR or LF in DATA from %s refused", _peer_ip(session))
             return "550 5.5.2 Error: bare CR or LF in message data (RFC 5321 section 2.3.8)"
+        end = raw.find(b"\r\n\r\n")
+        if (end if end >= 0 else len(raw)) > MAX_HEADER_BYTES:
+            log.warning("header section over %d bytes from %s refused", MAX_HEADER_BYTES, _peer_ip(session))
+            return f"552 5.3.4 Error: message header exceeds {MAX_HEADER_BYTES} bytes"
         headers = _parse_headers(raw)
         hops = len(headers.get_all("Received") or [])
         if hops > self.settings.hop_limit:
@@ -152,7 +156,7 @@ class RelayHandler:
                 raw = headerfrom.with_sender(raw, _reverse_path(envelope))
 
         queue_id = new_queue_id()
-        message_id = (headers.get("Message-ID") or "").strip()
+        message_id = one_line(str(headers.get("Message-ID") or ""), 900)   # raw 8-bit: an email.header.Header
         prefix = self._received(server, session, envelope, queue_id)
         if not message_id:
             message_id = make_msgid(idstring=queue_id, domain=self.settings.hostname)
@@ -221,6 +225,9 @@ def _encoding_refusal(address: str, smtputf8: bool) -> str | None:
 def _clean(text: str) -> str:
     """Keep client-supplied words from breaking a header we write."""
     return re.sub(r"[\x00-\x20()<>;\\\x7f]", "?", text)[:255]
+
+
+MAX_HEADER_BYTES = 256 * 1024   # Postfix's header_size_limit is 100 KB; a header larger than this is not mail
 
 
 def _parse_headers(raw: bytes):
