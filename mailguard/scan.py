@@ -62,6 +62,8 @@ async def scan_file(raw: bytes, settings: Settings, policy: Policy, *, rcpts: li
                     sender: str | None = None, offline: bool = False,
                     inspector: ContentInspector | None = None) -> ScanResult:
     """Decide ``raw`` as the relay would; ``inspector``: a worker pool to reuse (one is made otherwise)."""
+    # nothing is written: no notices are built, so no cancel link (and no installation key) is made
+    settings = settings.model_copy(update={"web_listen": None, "web_url": ""})
     message = as_queued(raw, settings, rcpts, sender)
     routes = routing.routes(message.envelope.rcpt_tos, policy)
     db = AsyncStore(Store(settings.db_path)) if settings.db_path.exists() else None

@@ -11,7 +11,8 @@ The stages between acceptance and the queue, in order (``pipeline.assess`` runs 
 Receives: a stored message (``model.QueuedMessage``), the policy, ``Facts`` the
 caller gathered (DNS answers, past recipients) and the content report from the
 worker pool. Hands on: an ``Assessment`` the queue manager stores in one
-transaction. Nothing here does I/O except ``recipients.domains`` (DNS, asyncio)
-and ``content.pool`` (worker processes). Sources: 手引き チェックリスト3-3 3)–5),
+transaction. Nothing here does I/O except ``recipients.domains`` (DNS, asyncio),
+``content.pool`` (worker processes) and, through ``notices``, reading the
+installation key that signs a held notice's cancel link. Sources: 手引き チェックリスト3-3 3)–5),
 事例6; 個人情報保護法 第2条第3項. On failure: the message is held (``pipeline``).
 """
