@@ -370,3 +370,32 @@ def test_a_cp932_csv_labelled_latin1_is_still_read_as_japanese():
            "--b\r\nContent-Type: text/csv; charset=iso-8859-1\r\nContent-Disposition: attachment; filename=a.csv\r\n"
            "Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(csv) + "--b--\r\n").encode()
     assert scan(raw).level_of("2") == "sensitive"
+
+
+def _docx_with(embedded: dict[str, bytes]) -> bytes:
+    """A letter in Word with files embedded under word/embeddings/ (as Word stores OLE objects)."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("別添のとおりです。")
+    plain = io.BytesIO()
+    document.save(plain)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        for name, data in embedded.items():
+            dst.writestr(f"word/embeddings/{name}", data)
+    return out.getvalue()
+
+
+def test_a_workbook_embedded_in_a_word_file_is_read_and_an_ole_object_is_unscannable():
+    from documents import DOCX
+
+    report = scan(message(attachments=[("送付状.docx", _docx_with({"Microsoft_Excel_Worksheet.xlsx": care_plan_xlsx()}),
+                                        DOCX)]))
+    assert report.level_of("2") == "sensitive"                  # the care plan inside the letter
+    assert any("埋め込み Microsoft_Excel_Worksheet.xlsx" in place for p in report.parts for place in p.places)
+    ole = scan(message(attachments=[("送付状.docx", _docx_with({"oleObject1.bin": b"\xd0\xcf\x11\xe0" + b"\0" * 600}),
+                                     DOCX)]))
+    assert [u.where for u in ole.unscannable] == ["添付 送付状.docx › 埋め込み oleObject1.bin"]

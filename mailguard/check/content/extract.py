@@ -221,6 +221,8 @@ def extract_file(name: str, data: bytes, ctype: str, where: str, attachment: str
         elif kind in EXTRACTORS:
             for sub_where, text in EXTRACTORS[kind](data, budget.limits.zip_caps()):
                 out.parts.append(TextPart(f"{where}{sub_where}", budget.take(text), attachment))
+            if kind in OFFICE_ZIPS:
+                _embedded(data, where, attachment, depth, budget, out)
         elif kind == "image":
             out.unscannable.append(Unscannable(where, "画像のため文字を読み取れません (スキャンした書類の可能性)", attachment))
         else:
@@ -231,6 +233,22 @@ def extract_file(name: str, data: bytes, ctype: str, where: str, attachment: str
         out.unscannable.append(Unscannable(where, str(exc), attachment))
     except Exception as exc:   # a broken file is reported, never fatal
         out.unscannable.append(Unscannable(where, f"ファイルが壊れているか読めません ({type(exc).__name__})", attachment))
+
+
+OFFICE_ZIPS = ("docx", "xlsx", "pptx")
+EMBEDDINGS = ("word/embeddings/", "xl/embeddings/", "ppt/embeddings/")
+
+
+def _embedded(data: bytes, where: str, attachment: str, depth: int, budget: _Budget, out: Extraction) -> None:
+    """Files embedded in an Office document (a workbook in a Word file, an OLE object):
+    each is read like an attachment of its own, or reported unscannable, never skipped."""
+    if depth + 1 > budget.limits.max_depth:
+        out.unscannable.append(Unscannable(where, f"入れ子が深すぎます (上限 {budget.limits.max_depth} 階層)", attachment))
+        return
+    for info, inner in zipsafe.members(data, budget.limits.zip_caps(), wanted=lambda n: n.startswith(EMBEDDINGS)):
+        name = info.filename.rsplit("/", 1)[-1]
+        extract_file(name, inner, "application/octet-stream", f"{where} › 埋め込み {name}", attachment,
+                     depth + 1, budget, out)
 
 
 def _kind(name: str, ctype: str, data: bytes) -> str:

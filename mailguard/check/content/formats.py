@@ -14,7 +14,10 @@ and checks its real size and CRC, so a document.xml that inflates to hundreds of
 megabytes is refused, not parsed. Raises ``Unreadable`` (a Japanese reason) for
 a password-protected file or a PDF without text (a scan), ``zipsafe.Refused``
 for a member past the caps, and the library's exception for a broken file: the
-caller (``extract``) makes each of them ``unscannable``. CPU-bound: run in a worker.
+caller (``extract``) makes each of them ``unscannable``. Files embedded in an Office
+document (``*/embeddings/``: a workbook in a letter, an OLE object) are read by
+``extract`` like attachments of their own; pictures are not read (scans are a
+later step). CPU-bound: run in a worker.
 """
 
 from __future__ import annotations

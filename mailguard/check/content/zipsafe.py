@@ -60,10 +60,13 @@ class Caps:
     total_bytes: int = 80 * 1024 * 1024
 
 
-def members(data: bytes, caps: Caps) -> Iterator[tuple[zipfile.ZipInfo, bytes]]:
-    """(entry, inflated bytes) for every file in the archive, in directory order."""
+def members(data: bytes, caps: Caps, wanted=None) -> Iterator[tuple[zipfile.ZipInfo, bytes]]:
+    """(entry, inflated bytes) for every file in the archive (or those whose name ``wanted``
+    accepts), in directory order."""
     used = 0
     for info in _open(data, caps):
+        if wanted is not None and not wanted(info.filename):
+            continue
         chunks: list[bytes] = []
         used += _inflate(data, info, caps, caps.total_bytes - used, chunks.append)
         if not info.is_dir():
