@@ -189,3 +189,10 @@ def test_fax_numbers_are_compared_in_e164_whatever_the_writing():
         assert (r.deliver_to or written) == "0312345678@fax.sakura-kaigo.example.jp"
     assert route.route(f"someone@{INTERNAL}", POLICY).kind is RouteKind.INTERNAL
     assert route.route("FAX=hello@fax.sakura-kaigo.example.jp", POLICY).fax_e164 is None
+
+
+async def test_no_decision_starts_once_the_queue_manager_is_stopping(queue_manager):
+    manager, db = await queue_manager()
+    await manager.stop()
+    await manager._start_decisions()           # a scan that was already under way when stop began
+    assert not manager._decisions and (await db.get("Q1")).state == "incoming"   # decided at the next start

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Awaitable, Callable
 
 from ..check import route as routing
@@ -47,6 +48,7 @@ log = logging.getLogger("mailguard.qmgr")
 INCOMING_BATCH = 100        # messages decided per scan, so dispatching is never starved
 RETRY_FAILED_DECISION = 60.0   # s before a message whose verdict could not be stored is tried again
 MAX_DECIDING = 2 * INCOMING_BATCH   # messages being decided at once (content scans queue in the pool)
+MAX_DECIDING_BYTES = 128 * 1024 * 1024   # and their content in memory together (past the first message)
 DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
 
@@ -65,7 +67,7 @@ class QueueManager:
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
-        self._deciding: set[str] = set()                 # queue ids whose decision is under way
+        self._deciding: dict[str, int] = {}              # queue id → size, for decisions under way
         self._decisions: set[asyncio.Task] = set()
         # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
         self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
@@ -96,14 +98,17 @@ class QueueManager:
         (their messages stay ``delivering`` and are retried at the next start)."""
         self._stopping = True
         self.wake()
-        for task in list(self._decisions):   # undecided messages stay incoming: decided at the next start
-            task.cancel()
-        await asyncio.gather(*list(self._decisions), return_exceptions=True)
+        while self._decisions:   # undecided messages stay incoming: decided at the next start
+            for task in list(self._decisions):
+                task.cancel()
+            await asyncio.gather(*list(self._decisions), return_exceptions=True)
         if self._active:
             _, still = await asyncio.wait(list(self._active.values()), timeout=grace)
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+        for message, attempt in list(self._unrecorded.values()):   # a last try: else delivered again after restart
+            await self._record_safely(message, attempt)
         if isinstance(self.deliverer, Deliverer):
             self.deliverer.close()
         self.content.close()
@@ -114,13 +119,13 @@ class QueueManager:
         time-driven work (holds ending, retries due, expiry, and changes made by the
         CLI or console) once per scan interval, not on every wake-up."""
         now = time.time()
-        for message, attempt in list(self._unrecorded.values()):
-            await self._record_safely(message, attempt)
         self._failed_decisions = {q: t for q, t in self._failed_decisions.items() if t > now}
         await self._start_decisions()
         now = time.time()
         if now >= self._next_full_scan:
             self._next_full_scan = now + self.settings.queue_scan_interval
+            for message, attempt in list(self._unrecorded.values()):
+                await self._record_safely(message, attempt)
             due = await self.db.due_ids(now)
             for queue_id in due["expire"]:
                 if queue_id not in self._deciding:
@@ -136,13 +141,14 @@ class QueueManager:
     async def _start_decisions(self) -> None:
         """Take the next batch of incoming messages and decide it in the background: a slow
         content scan never keeps the scan from releasing, expiring or dispatching others."""
-        if len(self._deciding) >= MAX_DECIDING:
+        room = MAX_DECIDING_BYTES - sum(self._deciding.values())
+        if self._stopping or len(self._deciding) >= MAX_DECIDING or (self._deciding and room <= 0):
             return
-        batch = await self.db.incoming(limit=INCOMING_BATCH,
+        batch = await self.db.incoming(limit=INCOMING_BATCH, max_bytes=max(room, 1),
                                        exclude=[*self._failed_decisions, *self._deciding])
-        if not batch:
+        if not batch or self._stopping:
             return
-        self._deciding.update(m.queue_id for m in batch)
+        self._deciding.update({m.queue_id: m.size for m in batch})
         task = asyncio.create_task(self._decide_batch(batch))
         self._decisions.add(task)
         task.add_done_callback(self._decisions.discard)
@@ -157,7 +163,8 @@ class QueueManager:
         try:
             await self._decide_all(batch)
         finally:
-            self._deciding.difference_update(m.queue_id for m in batch)
+            for m in batch:
+                self._deciding.pop(m.queue_id, None)
             self.wake()
 
     async def _decide_all(self, batch: list[QueuedMessage]) -> None:
@@ -302,30 +309,38 @@ class QueueManager:
         self._unrecorded[message.queue_id] = (message, attempt)
 
     async def _record(self, message: QueuedMessage, attempt: Attempt, *, plain: bool = False) -> None:
+        """Store an attempt's outcome. ``plain``: without the reply texts (what made the full
+        record fail is in them), but still with the organisations and a DSN for bounces."""
         now = time.time()
         outcome = settle(message, attempt, now, self.settings)
-        notice = None if plain else self._bounce(message, outcome, attempt)
-        policy = self.policies.current
+        if plain:
+            outcome = replace(outcome, results={r: (s, "") for r, (s, _) in outcome.results.items()},
+                              bounced={r: (code, f"{code}") for r, (code, _) in outcome.bounced.items()})
+        notice = self._bounce(message, outcome, attempt)
         detail = {
             "attempt": message.attempts,
             "remote": attempt.remote,
             "results": {r: {"status": str(s), "reply": t} for r, (s, t) in outcome.results.items()},
             # provision record (個人情報保護法 第29条): to which organisation each copy went
-            "organisations": {r: routing.organisation(routing.route(r, policy), policy) for r in outcome.results},
+            "organisations": self._organisations(outcome.results),
             "next_attempt_at": outcome.next_attempt_at,
         }
-        if plain:   # what made the full record fail is in the details: keep the states, drop the texts
-            detail = {"attempt": message.attempts, "remote": attempt.remote,
-                      "results": {r: {"status": str(s)} for r, (s, _) in outcome.results.items()}}
         entry = LogEntry(event="delivery", queue_id=message.queue_id, at=now, detail=detail,
-                         reply="" if plain else "; ".join(sorted({t for _, t in outcome.results.values()}))[:1000])
-        results = {r: (s, "" if plain else t) for r, (s, t) in outcome.results.items()}
-        await self.db.finish(message.queue_id, outcome.state, results, entry,
+                         reply="; ".join(sorted({t for _, t in outcome.results.values()}))[:1000])
+        await self.db.finish(message.queue_id, outcome.state, outcome.results, entry,
                              next_attempt_at=outcome.next_attempt_at, dsn=notice,
                              dsn_lifetime=self.settings.queue_lifetime)
         log.info("%s: %s via %s (%s)", message.queue_id, outcome.state, attempt.remote, entry.reply)
         if notice is not None:
             self.wake()
+
+    def _organisations(self, results: dict) -> dict[str, str | None]:
+        policy = self.policies.current
+        try:
+            return {r: routing.organisation(routing.route(r, policy), policy) for r in results}
+        except Exception:   # the record itself must not fail for it
+            log.exception("organisations for the provision record could not be worked out")
+            return {r: None for r in results}
 
     def _bounce(self, message: QueuedMessage, outcome, attempt: Attempt):
         """The DSN for the recipients this attempt bounced; None when there is none to send

@@ -88,6 +88,7 @@ class ContentInspector:
         self.limits = limits
         self.workers = workers
         self.max_memory = max_memory
+        self._closed = False
         self._pool = self._new_pool()
 
     def _new_pool(self):
@@ -99,6 +100,8 @@ class ContentInspector:
 
     def _rebuild(self, broken) -> None:
         """A new pool in place of ``broken`` (unless a concurrent scan replaced it already)."""
+        if self._closed:
+            raise RuntimeError("the content scan pool is closed")
         if self._pool is broken:
             log.error("content scan pool broken (a worker died while idle); starting a new one")
             self._pool = self._new_pool()
@@ -153,5 +156,6 @@ class ContentInspector:
             self._pool.schedule(_ready)
 
     def close(self) -> None:
+        self._closed = True   # a scan still under way must not start a new pool after this
         self._pool.stop()
         self._pool.join()
