@@ -399,3 +399,22 @@ def test_a_workbook_embedded_in_a_word_file_is_read_and_an_ole_object_is_unscann
     ole = scan(message(attachments=[("送付状.docx", _docx_with({"oleObject1.bin": b"\xd0\xcf\x11\xe0" + b"\0" * 600}),
                                      DOCX)]))
     assert [u.where for u in ole.unscannable] == ["添付 送付状.docx › 埋め込み oleObject1.bin"]
+
+
+def test_encryption_leaves_no_empty_container_and_never_relabels_unlabelled_iso_2022_jp():
+    from email import message_from_bytes
+    from mailguard.check.encrypt import encrypt_attachments
+
+    body = "お世話になっております。".encode("iso2022_jp")          # no charset parameter: 7-bit ISO-2022-JP
+    csv = base64_lines(f"氏名,個人番号\r\n山田 太郎,{VALID_MY_NUMBER}\r\n".encode())
+    raw = ("From: a@x\r\nTo: b@y\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n"
+           "--o\r\nContent-Type: text/plain\r\n\r\n").encode() + body + (
+           "\r\n--o\r\nContent-Type: multipart/mixed; boundary=\"i\"\r\n\r\n"
+           "--i\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=a.csv\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\n" + csv + "--i--\r\n--o--\r\n").encode()
+    out, _ = encrypt_attachments(raw, ["2.1"], "password-123", "a.zip", how="x")
+    msg = message_from_bytes(out)
+    assert not [p for p in msg.walk() if p.is_multipart() and not p.get_payload()]   # the emptied one is gone
+    assert body in out                                                   # the body, byte for byte
+    boundaries = [p.get_boundary() for p in msg.walk() if p.is_multipart()]
+    assert all(len(b) <= 70 for b in boundaries)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import secrets
 import unicodedata
 from email import message_from_bytes
 from email.generator import BytesGenerator
@@ -24,7 +25,6 @@ from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.text import MIMEText
 from email.policy import compat32
-from email.utils import make_msgid
 from html import escape
 
 import pyzipper
@@ -41,6 +41,7 @@ NOTE = (
 _UNSAFE = re.compile(r'[<>:"/\\|?*]')   # not allowed in a Windows file name
 _RESERVED = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|com[0-9¹²³]|lpt[0-9¹²³])\s*(\..*)?$", re.IGNORECASE)
 _WIRE = compat32.clone(linesep="\r\n")
+_META_CHARSET = re.compile(r"<meta[^>]+charset", re.IGNORECASE)
 
 
 def safe_name(name: str, fallback: str = "添付ファイル") -> str:
@@ -77,6 +78,8 @@ def encrypt_attachments(raw: bytes, paths: list[str], password: str, archive_nam
     if not _add_note(msg, note):
         msg.attach(MIMEText(note, "plain", "utf-8"))
     msg.attach(_zip_part(archive, archive_name))
+    if "MIME-Version" not in msg:
+        msg["MIME-Version"] = "1.0"
     out = io.BytesIO()
     BytesGenerator(out, mangle_from_=False, policy=_WIRE).flatten(msg)
     return out.getvalue(), tuple(name for _, name, _ in files)
@@ -95,9 +98,20 @@ def _take_out(msg: Message, wanted: set[str]) -> list[tuple[str, str, bytes]]:
                 kept.append(child)
         if len(kept) != len(children):
             container.set_payload(kept)
+    _drop_empty(msg)
     if len(files) != len(wanted):
         raise ValueError(f"attachments to encrypt not found at parts: {sorted(wanted)}")
     return files
+
+
+def _drop_empty(msg: Message) -> None:
+    """Remove the nested containers that taking the attachments out left empty (an empty
+    multipart is not valid MIME, RFC 2046 §5.1.1)."""
+    for _, container in reversed(list(mime.containers(msg))):
+        children = container.get_payload()
+        kept = [c for c in children if not (mime.is_container(c) and not c.get_payload())]
+        if len(kept) != len(children):
+            container.set_payload(kept)
 
 
 def _zip(files: list[tuple[str, str, bytes]], password: str) -> tuple[bytes, list[str]]:
@@ -151,7 +165,7 @@ def _make_mixed(msg: Message) -> None:
     msg.preamble = msg.epilogue = None
     msg.set_payload([inner])
     msg["Content-Type"] = "multipart/mixed"
-    msg.set_boundary("=_mailguard_" + make_msgid().strip("<>").replace("@", "."))
+    msg.set_boundary("=_mailguard_" + secrets.token_hex(16))   # 44 characters: RFC 2046 allows 70
     if "MIME-Version" not in msg:
         msg["MIME-Version"] = "1.0"
 
@@ -165,16 +179,21 @@ def _add_note(msg: Message, note: str) -> bool:
         if (part.get_content_maintype() != "text" or subtype not in ("plain", "html") or subtype in done
                 or part.get_content_disposition() == "attachment" or mime.attachment_name(part)):
             continue
-        text = decode_declared(part.get_payload(decode=True) or b"", part.get_content_charset() or "us-ascii")
-        if text is None:   # a body we cannot read exactly is left exactly as it is
-            continue
+        data = part.get_payload(decode=True) or b""
+        text = decode_declared(data, part.get_content_charset() or "us-ascii")
+        if text is None or (part.get_content_charset() is None and b"\x1b$" in data):
+            continue   # a body we cannot read exactly (unlabelled ISO-2022-JP too) is left exactly as it is
+        if subtype == "html" and _META_CHARSET.search(text):
+            continue   # the page names its own charset: rewriting it in UTF-8 would garble it
+        text = text.replace("\r\n", "\n")
         if subtype == "plain":
             text = f"{text.rstrip()}\n\n{note}\n"
         else:
             block = f"<p>{escape(note).replace(chr(10), '<br>')}</p>"
             text = text.replace("</body>", block + "</body>") if "</body>" in text else text + block
         del part["Content-Transfer-Encoding"]
-        part.set_payload(text, charset="utf-8")    # base64 in UTF-8: whatever the body's charset was
+        # base64 of the canonical form (CRLF, RFC 2046 §4.1.1) in UTF-8, whatever the body's charset was
+        part.set_payload(text.replace("\n", "\r\n"), charset="utf-8")
         done.add(subtype)
     return bool(done)
 
