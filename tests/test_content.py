@@ -418,3 +418,14 @@ def test_encryption_leaves_no_empty_container_and_never_relabels_unlabelled_iso_
     assert body in out                                                   # the body, byte for byte
     boundaries = [p.get_boundary() for p in msg.walk() if p.is_multipart()]
     assert all(len(b) <= 70 for b in boundaries)
+
+
+def test_a_forwarded_message_sent_in_base64_is_read():
+    import base64
+
+    inner = (f"From: x@y\r\nSubject: 紹介\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+             f"個人番号 {VALID_MY_NUMBER}\r\n").encode()
+    raw = (b'From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: message/rfc822\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(inner).replace(b"\n", b"\r\n") + b"--b--\r\n")
+    assert scan(raw).level_of("2") == "sensitive"

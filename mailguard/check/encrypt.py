@@ -143,8 +143,7 @@ def _shown(name: str) -> str:
 def _member(part: Message, path: str) -> tuple[str, str, bytes]:
     original = mime.raw_attachment_name(part) or f"添付ファイル{path}"
     if part.get_content_type() == "message/rfc822":   # a forwarded message, whole
-        payload = part.get_payload()
-        data = payload[0].as_bytes(policy=_WIRE) if isinstance(payload, list) and payload else b""
+        data = mime.forwarded_message(part).as_bytes(policy=_WIRE) if part.get_payload() else b""
         name = original if original.lower().endswith(".eml") else original + ".eml"
     else:
         data = part.get_payload(decode=True) or b""

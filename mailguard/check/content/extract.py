@@ -150,7 +150,7 @@ def _top_level(path: str, part: Message, budget: _Budget, out: Extraction) -> No
     if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
         name = filename or "転送メール"
         out.attachments.append((path, name))
-        _walk(_inner(part), f"添付 {name} › ", path, 1, budget, out)
+        _walk(mime.forwarded_message(part), f"添付 {name} › ", path, 1, budget, out)
         return
     if filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
         name = filename or f"(名前なし {ctype})"
@@ -158,13 +158,6 @@ def _top_level(path: str, part: Message, budget: _Budget, out: Extraction) -> No
         extract_file(name, _payload(part), ctype, f"添付 {name}", path, 1, budget, out, part.get_content_charset())
         return
     _body_text(part, "", None, budget, out)
-
-
-def _inner(part: Message) -> Message:
-    payload = part.get_payload()
-    if not payload:
-        raise ValueError("empty message/rfc822")
-    return payload[0]
 
 
 def _payload(part: Message) -> bytes:
@@ -194,7 +187,7 @@ def _walk(msg: Message, prefix: str, attachment: str, depth: int, budget: _Budge
         filename = attachment_name(part)
         if ctype == "message/rfc822" and isinstance(part.get_payload(), list):
             name = filename or "転送メール"
-            _walk(_inner(part), f"{prefix}添付 {name} › ", attachment, depth + 1, budget, out)
+            _walk(mime.forwarded_message(part), f"{prefix}添付 {name} › ", attachment, depth + 1, budget, out)
         elif filename or part.get_content_disposition() == "attachment" or not ctype.startswith("text/"):
             name = filename or f"(名前なし {ctype})"
             extract_file(name, _payload(part), ctype, f"{prefix}添付 {name}", attachment,

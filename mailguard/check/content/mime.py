@@ -12,8 +12,12 @@ thousands deep cannot exhaust the stack.
 
 from __future__ import annotations
 
+import base64
+import quopri
 import unicodedata
+from email import message_from_bytes
 from email.message import Message
+from email.policy import compat32
 from typing import Iterator
 
 from ...text import decode_words as header_text
@@ -83,3 +87,17 @@ def printable(text: str) -> str:
     """``text`` without control characters (C0, C1), format characters (bidirectional
     overrides and marks, zero-width) and line or paragraph separators (Unicode Cc, Cf, Zl, Zp)."""
     return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs"))
+
+
+def forwarded_message(part: Message) -> Message:
+    """The forwarded message. One sent in base64 or quoted-printable (RFC 2046 §5.2.1 forbids
+    it, mailers do it) was parsed as encoded text: decode it and parse again."""
+    payload = part.get_payload()
+    if not payload:
+        raise ValueError("empty message/rfc822")
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding in ("base64", "quoted-printable"):
+        encoded = payload[0].as_bytes(policy=compat32)
+        decoded = base64.b64decode(encoded) if encoding == "base64" else quopri.decodestring(encoded)
+        return message_from_bytes(decoded, policy=compat32)
+    return payload[0]
