@@ -66,7 +66,7 @@ async def scan_file(raw: bytes, settings: Settings, policy: Policy, *, rcpts: li
     settings = settings.model_copy(update={"web_listen": None, "web_url": ""})
     message = as_queued(raw, settings, rcpts, sender)
     routes = routing.routes(message.envelope.rcpt_tos, policy)
-    db = AsyncStore(Store(settings.db_path)) if settings.db_path.exists() else None
+    db = AsyncStore(Store(settings.db_path, readonly=True)) if settings.db_path.exists() else None
     try:
         facts = await FactGatherer(settings, db or _NoHistory(), dns=not offline).gather([routes], policy)
     finally:

@@ -13,6 +13,7 @@ import re
 from email.header import Header, decode_header, make_header
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")   # C0, C1, separators, lone surrogates
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")   # RFC 2047 §2
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 
 
@@ -27,7 +28,8 @@ def decode_words(value) -> str:
     Raw 8-bit text (legal with SMTPUTF8, RFC 6532; common from old Japanese mailers) is read as
     UTF-8, else CP932, instead of being replaced."""
     if isinstance(value, Header):   # compat32 hands raw 8-bit headers over as Header objects
-        return "".join(_raw_chunk(chunk, charset) for chunk, charset in decode_header(value))
+        text = "".join(_raw_chunk(chunk, charset) for chunk, charset in decode_header(value))
+        return _ENCODED_WORD.sub(lambda m: decode_words(m.group(0)), text)   # words beside raw 8-bit text
     try:
         return str(make_header(decode_header(str(value))))
     except Exception:

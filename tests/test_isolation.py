@@ -306,9 +306,11 @@ def test_raw_utf8_headers_are_read_and_an_endless_header_is_refused(relay, upstr
     import smtplib
 
     raw = ("From: staff@sakura-kaigo.example.jp\r\nTo: a@sakura-kaigo.example.jp\r\n"
-           "Subject: ケアプラン送付のお知らせ\r\nMessage-ID: <送付@example.jp>\r\n\r\n本文\r\n").encode()
+           "Subject: ケアプラン送付 =?UTF-8?B?44Gu44GK55+l44KJ44Gb?=\r\nMessage-ID: <送付@example.jp>\r\n\r\n"
+           "本文\r\n").encode()
     queue_id = send_raw(relay, [f"a@{INTERNAL}"], raw)        # a 250, never a 500
-    assert relay.message(queue_id).subject == "ケアプラン送付のお知らせ"
+    stored = relay.message(queue_id)
+    assert stored.subject == "ケアプラン送付 のお知らせ" and stored.message_id == "<送付@example.jp>"
     endless = b"From: staff@sakura-kaigo.example.jp\r\n" + b"X-Filler: " + b"x" * 70 + b"\r\n" * 1
     endless = endless + (b"X-Filler: " + b"x" * 70 + b"\r\n") * 4000          # ~320 KB of header, no body
     with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:

@@ -43,7 +43,7 @@ from ..address import address_key
 from ..model import Envelope, Submission, new_queue_id
 from ..settings import Settings
 from ..store import AsyncStore
-from ..text import one_line, subject_of
+from ..text import decode_words, one_line, subject_of
 from ..users import User, Verifier
 from . import headerfrom
 
@@ -156,7 +156,7 @@ class RelayHandler:
                 raw = headerfrom.with_sender(raw, _reverse_path(envelope))
 
         queue_id = new_queue_id()
-        message_id = one_line(str(headers.get("Message-ID") or ""), 900)   # raw 8-bit: an email.header.Header
+        message_id = one_line(decode_words(headers.get("Message-ID") or ""), 900)   # raw 8-bit: a Header object
         prefix = self._received(server, session, envelope, queue_id)
         if not message_id:
             message_id = make_msgid(idstring=queue_id, domain=self.settings.hostname)

@@ -92,14 +92,21 @@ def private_file(path: Path) -> None:
 class Database:
     """Synchronous access to the database at ``path`` (created on first use)."""
 
-    def __init__(self, path: Path):
-        private_dir(path.parent)
-        private_file(path)
+    def __init__(self, path: Path, *, readonly: bool = False):
+        """``readonly``: open an existing database for reading only (``mailguard scan``):
+        no file is created, no mode changed, no schema touched."""
         self.path = path
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._in_batch = False
+        if readonly:
+            self._conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
+            return
+        private_dir(path.parent)
+        private_file(path)
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
