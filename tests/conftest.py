@@ -425,12 +425,21 @@ def send(relay: Relay, rcpts: list[str], *, sender: str = STAFF, subject: str = 
     return text.decode().rsplit(" ", 1)[-1]
 
 
-def send_raw(relay: Relay, rcpts: list[str], raw: bytes, *, sender: str = STAFF) -> str:
-    """Send prepared message bytes (CRLF); returns the queue id from the 250 reply."""
+def send_raw(relay: Relay, rcpts: list[str], raw: bytes, *, sender: str = STAFF,
+             login: tuple[str, str] | None = None) -> str:
+    """Send prepared message bytes (CRLF), after STARTTLS and AUTH as ``login`` (user, password)
+    if given; returns the queue id from the 250 reply."""
     import smtplib
+    import ssl
 
     with smtplib.SMTP("127.0.0.1", relay.port, timeout=30) as client:
         client.ehlo("client.test")
+        if login:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE   # the test's own certificate
+            client.starttls(context=context)
+            client.ehlo("client.test")
+            client.login(*login)
         client.mail(sender)
         for rcpt in rcpts:
             assert client.rcpt(rcpt)[0] == 250

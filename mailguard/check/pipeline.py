@@ -20,7 +20,7 @@ here raises for a bad message. CPU grows with the message: run it off the loop.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -163,8 +163,3 @@ def _failed(message: QueuedMessage, stage: str, exc: Exception) -> str:
     log.error("%s: %s failed; the message waits for a manager: %s: %s",
               message.queue_id, stage, type(exc).__name__, exc, exc_info=exc)
     return f"{stage}: {type(exc).__name__}: {str(exc)[:300]}"
-
-
-def without_content(assessment: Assessment) -> Assessment:
-    """The same decision stored without changes or notices (when storing those failed)."""
-    return replace(assessment, transformed=Transformed(), notices=())

@@ -252,13 +252,7 @@ class QueueManager:
         for rcpt in message.recipients:
             if rcpt.status is RecipientStatus.PENDING:
                 failed[rcpt.address] = (450, f"{reply}; last reply: {rcpt.reply}" if rcpt.reply else reply)
-        notice = None
-        if dsn.needs_dsn(message):
-            try:
-                notice = dsn.build(message, failed, reason_ja=reason, remote=None,
-                                   hostname=self.settings.hostname, zone=self.settings.zone)
-            except Exception:
-                log.exception("%s: the DSN could not be built; expiring without it", queue_id)
+        notice = self._dsn(message, failed, reason, remote=None)
         results = {r: (RecipientStatus.BOUNCED, f"{c} {t}") for r, (c, t) in failed.items()}
         delivered = any(r.status is RecipientStatus.DELIVERED for r in message.recipients)
         entry = LogEntry(event="expired", queue_id=queue_id, at=now, reply=reply,
@@ -343,13 +337,19 @@ class QueueManager:
             return {r: None for r in results}
 
     def _bounce(self, message: QueuedMessage, outcome, attempt: Attempt):
-        """The DSN for the recipients this attempt bounced; None when there is none to send
-        or it cannot be built (logged: the delivery's record must not wait for it)."""
-        if not outcome.bounced or not dsn.needs_dsn(message):
+        """The DSN for the recipients this attempt bounced, if any."""
+        if not outcome.bounced:
+            return None
+        return self._dsn(message, outcome.bounced, "宛先のメールサーバーが受け取りを拒否しました。", attempt.remote)
+
+    def _dsn(self, message: QueuedMessage, failed: dict[str, tuple[int, str]], reason: str, remote: str | None):
+        """The DSN for ``failed`` recipients; None when none is due (null sender, a DSN itself) or
+        it cannot be built (logged: recording the message's end must not wait for it)."""
+        if not dsn.needs_dsn(message):
             return None
         try:
-            return dsn.build(message, outcome.bounced, reason_ja="宛先のメールサーバーが受け取りを拒否しました。",
-                             remote=attempt.remote, hostname=self.settings.hostname, zone=self.settings.zone)
+            return dsn.build(message, failed, reason_ja=reason, remote=remote,
+                             hostname=self.settings.hostname, zone=self.settings.zone)
         except Exception:
-            log.exception("%s: the DSN could not be built", message.queue_id)
+            log.exception("%s: the DSN could not be built; the message ends without it", message.queue_id)
             return None

@@ -139,13 +139,14 @@ class RelayHandler:
         if (end if end >= 0 else len(raw)) > MAX_HEADER_BYTES:
             log.warning("header section over %d bytes from %s refused", MAX_HEADER_BYTES, _peer_ip(session))
             return f"552 5.3.4 Error: message header exceeds {MAX_HEADER_BYTES} bytes"
-        headers = _parse_headers(raw)
+        head = raw if end < 0 else raw[: end + 4]   # found once: the body may be 25 MB, this is the loop
+        headers = _parse_headers(head)
         hops = len(headers.get_all("Received") or [])
         if hops > self.settings.hop_limit:
             return f"554 5.4.6 Error: too many hops ({hops} Received: headers), mail loop?"
         user = _user(session)
         if user is not None:
-            mismatch = headerfrom.check(raw, user)
+            mismatch = headerfrom.check(head, user)
             if mismatch is not None and self.settings.header_from_check == "reject":
                 log.warning("header %s of user %s from %s refused: %s (%s)", mismatch.field, user.username,
                             _peer_ip(session), mismatch.reason, headerfrom.EXPLANATION_JA)
@@ -230,9 +231,7 @@ def _clean(text: str) -> str:
 MAX_HEADER_BYTES = 256 * 1024   # Postfix's header_size_limit is 100 KB; a header larger than this is not mail
 
 
-def _parse_headers(raw: bytes):
-    """The header block only: this runs on the event loop, and the body may be 25 MB.
-    compat32 reads headers as stored, without the modern policy's costly parsing;
-    we need only a count of Received: and a few values."""
-    end = raw.find(b"\r\n\r\n")
-    return BytesHeaderParser(policy=compat32).parsebytes(raw if end < 0 else raw[: end + 4])
+def _parse_headers(head: bytes):
+    """The header block (never the body: this runs on the event loop). compat32 reads headers
+    as stored, without the modern policy's costly parsing; we need a count and a few values."""
+    return BytesHeaderParser(policy=compat32).parsebytes(head)

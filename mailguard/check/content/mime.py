@@ -64,13 +64,8 @@ def depth(path: str) -> int:
 def attachment_name(part: Message) -> str | None:
     """A part's file name, decoded (RFC 2231, and the RFC 2047 words Japanese mailers use),
     with control and bidirectional-override characters removed. None when it has none."""
-    try:
-        filename = part.get_filename()
-    except Exception:   # a broken parameter: the part still exists, it just has no usable name
-        return None
-    if not filename:
-        return None
-    return printable(header_text(filename)) or None
+    name = raw_attachment_name(part)
+    return (printable(name) or None) if name else None
 
 
 def raw_attachment_name(part: Message) -> str | None:
