@@ -179,6 +179,7 @@ class Recipient:
     status: RecipientStatus
     reply: str = ""
     deliver_to: str | None = None   # RCPT TO used on delivery when it differs (a FAX gateway's form)
+    copy: int | None = None         # the copy of the message this recipient gets (link delivery); None: the main one
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,12 @@ class QueuedMessage:
     attempts: int
     findings: tuple[Finding, ...] = field(default=())
     content: bytes | None = None
+    copies: dict[int, bytes] = field(default_factory=dict, repr=False)   # loaded with the content
+
+    def content_for(self, address: str) -> bytes:
+        """What this recipient is sent: its own copy (link delivery, a partner's zip) or the main content."""
+        number = next((r.copy for r in self.recipients if r.address == address), None)
+        return self.copies[number] if number is not None else (self.content or b"")
 
     @property
     def pending_recipients(self) -> tuple[str, ...]:

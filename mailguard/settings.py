@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     # The console's address as staff reach it, for links in notices (e.g. https://mailguard.example.jp:8025).
     # Empty: derived from MAILGUARD_WEB_LISTEN.
     web_url: str = ""
+    # Download pages of link delivery (attachments and bodies with personal data). Empty: link
+    # delivery is off and protection falls back to the AES zip. Only this listener belongs on the internet.
+    download_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8026)
+    # Its address as recipients reach it, in the links mailed to them (e.g. https://dl.example.jp).
+    # Empty: derived from MAILGUARD_DOWNLOAD_LISTEN (fine for a try-out, useless outside).
+    download_url: str = ""
+    # A link works this many seconds after its mail is delivered (default 7 days), for this many downloads.
+    link_lifetime: int = Field(default=7 * 86400, gt=0)
+    link_max_downloads: int = Field(default=20, gt=0)
+    # Wrong passcodes that lock a link (the sender is told).
+    link_max_passcode_failures: int = Field(default=5, gt=0)
     # Name used in the greeting, in Received: headers, in EHLO to the upstream and in DSNs.
     hostname: str = Field(default_factory=socket.getfqdn)
     data_dir: Path = Path("./var")
@@ -153,7 +164,7 @@ class Settings(BaseSettings):
     def _parse_listen(cls, value: object) -> object:
         return _host_port(value)
 
-    @field_validator("upstream", "web_listen", mode="before")
+    @field_validator("upstream", "web_listen", "download_listen", mode="before")
     @classmethod
     def _parse_upstream(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -210,6 +221,19 @@ class Settings(BaseSettings):
         if self.web_listen is None:
             return None
         return f"http{'s' if self.tls_cert else ''}://{self.web_listen}"
+
+    @property
+    def download_base(self) -> str | None:
+        """The public base of download links; None when link delivery is off."""
+        if self.download_listen is None:
+            return None
+        if self.download_url:
+            return self.download_url.rstrip("/")
+        return f"http{'s' if self.tls_cert else ''}://{self.download_listen}"
+
+    @property
+    def links_dir(self) -> Path:
+        return self.data_dir / "links"
 
     @property
     def db_path(self) -> Path:

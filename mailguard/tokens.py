@@ -1,9 +1,10 @@
-"""Signed links in notices: cancel a held message without logging in.
+"""Signed links in notices: cancel a held message, or revoke its download links, without logging in.
 
 A token names one queue id and one random nonce, signed with the installation's
-key (``<data_dir>/console.key``, also the session key) by itsdangerous, and
-expires with the queue lifetime. It is single-use: ``Store.use_token`` records
-the nonce the moment it is spent. It only ever allows a cancel, the one action
+key (``<data_dir>/console.key``, also the session key) by itsdangerous, for one
+purpose (a cancel token never revokes, nor the other way round), and expires
+(the caller says when). It is single-use: ``Store.use_token`` records the nonce
+the moment it is spent. It only ever allows a cancel or a revocation: actions
 that cannot send anything anywhere.
 
 The key file is 0600 in a 0700 data directory whatever the umask, and appears
@@ -21,7 +22,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .store import private_dir
 
-SALT = "mailguard-cancel-link"
+SALTS = {"cancel": "mailguard-cancel-link", "revoke": "mailguard-revoke-link"}
 
 
 def installation_key(data_dir: Path) -> str:
@@ -45,15 +46,15 @@ def installation_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def make(data_dir: Path, queue_id: str) -> str:
-    return URLSafeTimedSerializer(installation_key(data_dir), salt=SALT).dumps(
+def make(data_dir: Path, queue_id: str, purpose: str = "cancel") -> str:
+    return URLSafeTimedSerializer(installation_key(data_dir), salt=SALTS[purpose]).dumps(
         {"q": queue_id, "n": secrets.token_urlsafe(12)})
 
 
-def read(data_dir: Path, token: str, max_age: float) -> tuple[str, str] | None:
-    """(queue id, nonce) of a valid, unexpired token; None otherwise."""
+def read(data_dir: Path, token: str, max_age: float, purpose: str = "cancel") -> tuple[str, str] | None:
+    """(queue id, nonce) of a valid, unexpired token for ``purpose``; None otherwise."""
     try:
-        data = URLSafeTimedSerializer(installation_key(data_dir), salt=SALT).loads(token, max_age=max_age)
+        data = URLSafeTimedSerializer(installation_key(data_dir), salt=SALTS[purpose]).loads(token, max_age=max_age)
     except (BadSignature, SignatureExpired):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("q"), str) or not isinstance(data.get("n"), str):

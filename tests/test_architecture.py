@@ -14,13 +14,13 @@ PACKAGE = Path(__file__).parent.parent / "mailguard"
 
 # Lower layers never import higher ones; a stage never imports a stage beside it.
 RANK = {
-    "model": 0, "text": 0,
+    "model": 0, "text": 0, "vault": 0,
     "findings": 1, "address": 1, "settings": 1,
     "store": 2, "policy": 2, "users": 2, "data": 2, "tokens": 2.5,
     "notices": 3, "smtp": 3, "smtpd": 3,
     "check": 4,
     "qmgr": 5,
-    "console": 6, "scan": 6,
+    "console": 6, "scan": 6, "download": 6,
     "serve": 7, "cli": 8, "__main__": 9, "__init__": 9,
 }
 
@@ -55,14 +55,15 @@ def _imports(path: Path) -> set[str]:
 MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 
 
-FOUNDATION = {"model", "text", "findings", "address", "settings", "store", "policy", "users", "tokens", "data"}
+FOUNDATION = {"model", "text", "vault", "findings", "address", "settings", "store", "policy", "users", "tokens", "data"}
 # The stages may use the foundation and nothing beside them, but for these:
 STAGE_USES = {
     "check": {"notices"},                       # the pipeline queues the notices it decides on
     "qmgr": {"check", "notices", "smtp"},       # the scheduler drives the stages
     "console": {"qmgr", "check"},               # qmgr.actions; check.content.mime for attachment names
     "scan": {"check"},
-    "serve": {"qmgr", "smtpd", "console"},
+    "download": {"notices"},                    # tells the sender when a link locks
+    "serve": {"qmgr", "smtpd", "console", "download"},
 }
 
 

@@ -327,7 +327,7 @@ SAFE_NAMES = [
 
 @pytest.mark.parametrize("name,expected", SAFE_NAMES)
 def test_safe_name(name, expected):
-    from mailguard.check.encrypt import safe_name
+    from mailguard.check.surgery import safe_name
 
     assert safe_name(name) == expected
 

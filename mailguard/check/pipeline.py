@@ -25,13 +25,15 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from .. import findings as F
-from ..model import Action, Finding, Origin, QueuedMessage, Route, State, Submission, Verdict
+from ..model import Action, Finding, Origin, QueuedMessage, Route, RouteKind, State, Submission, Verdict
 from ..notices import compose
 from ..policy import Policy
 from ..settings import Settings
+from ..text import decode_words, one_line
 from .content.report import ContentReport
 from .decide import STATE_FOR, decide
 from .recipients import Facts, check_recipients, visible_recipients
+from .link import LinkContext
 from .transform import Transformed, encryption_targets, transform
 
 log = logging.getLogger("mailguard.check")
@@ -39,7 +41,7 @@ log = logging.getLogger("mailguard.check")
 HELD = (State.DELAYED, State.AWAITING_APPROVAL)
 STAGE_LABELS = {"inspect": "検査", "decide": "判定", "transform": "送信前の変換 (添付ファイルの暗号化など)",
                 "notice": "送信者への通知の作成", "store": "判定結果の保存",
-                "password": "暗号化した添付ファイルのパスワードの通知"}
+                "password": "暗号化した添付ファイルのパスワードやダウンロードのパスコードの通知"}
 # After these, the message is held unchanged: approving it sends what the sender sent, as it is.
 UNPROTECTED_IF_APPROVED = ("transform", "password")
 
@@ -82,7 +84,7 @@ def assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, fa
     failures: list[str] = []
     raw = message.content or b""
     try:
-        found = tuple(inspect(raw, routes, policy, facts, content))
+        found = tuple(inspect(raw, routes, policy, facts, content, links_on=settings.download_base is not None))
     except Exception as exc:
         failures.append(_failed(message, "inspect", exc))
         return held_for_failure(message, "inspect", failures=tuple(failures))
@@ -92,28 +94,55 @@ def assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, fa
         failures.append(_failed(message, "decide", exc))
         return held_for_failure(message, "decide", found, tuple(failures))
     try:
-        transformed = transform(raw, routes, verdict, policy, content)
+        transformed = transform(raw, routes, verdict, policy, content, link_context(message, raw, policy, settings))
     except Exception as exc:
         failures.append(_failed(message, "transform", exc))
         return held_for_failure(message, "transform", verdict.findings, tuple(failures))
     state = STATE_FOR[verdict.action]
     notices: list[Submission] = []
-    if transformed.password is not None and state is not State.REJECTED:
+    secret = transformed.password or transformed.passcode
+    if secret is not None and state is not State.REJECTED:
         if not password_recipient_ok(message, policy):
             return held_for_failure(message, "password", verdict.findings, tuple(failures), why=(
                 "添付ファイルを暗号化しましたが、生成したパスワードを安全に知らせる相手がいません "
                 "(送信者のアドレスが空か、組織外のアドレスで認証もされていません)。"))
         try:
-            notice = compose.password(message, [r.address for r in routes if r.leaves], list(transformed.encrypted),
-                                      transformed.password, policy.encryption.archive_name, settings)
+            if transformed.password:
+                notices.append(compose.password(message, [r.address for r in routes if r.leaves],
+                                                list(transformed.encrypted), transformed.password,
+                                                policy.encryption.archive_name, settings))
+            if transformed.passcode:
+                notices.append(compose.linked(message, transformed.link_recipients, transformed.linked,
+                                              transformed.passcode, settings))
         except Exception as exc:
-            # Without its password the recipient could not open the zip: hold instead.
+            # Without its password the recipient could not open the zip or the link: hold instead.
             failures.append(_failed(message, "password", exc))
             return held_for_failure(message, "password", verdict.findings, tuple(failures))
-        if notice is not None:
-            notices.append(notice)
+        notices = [n for n in notices if n is not None]
+    if transformed.link_recipients and not transformed.passcode and state is not State.REJECTED:
+        notices += _linked_notice(message, transformed, settings, failures)   # the sender's way to revoke
     notices += _state_notices(message, verdict, state, policy, settings, failures)
     return Assessment(verdict, state, transformed, tuple(notices), tuple(failures))
+
+
+def link_context(message: QueuedMessage, raw: bytes, policy: Policy, settings: Settings) -> LinkContext | None:
+    """What the recipients' notes need; None when link delivery is off (no download listener)."""
+    if settings.download_base is None:
+        return None
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    sender = one_line(decode_words(headers.get("From", "")), 200) or message.envelope.mail_from or "(不明)"
+    return LinkContext(settings.download_base, message.queue_id, sender, policy.organisation.name,
+                       max(1, round(settings.link_lifetime / 86400)))
+
+
+def _linked_notice(message: QueuedMessage, transformed: Transformed, settings: Settings,
+                   failures: list[str]) -> list[Submission]:
+    try:
+        notice = compose.linked(message, transformed.link_recipients, transformed.linked, None, settings)
+    except Exception as exc:   # the links work without it; the sender revokes from the console
+        failures.append(_failed(message, "notice", exc))
+        return []
+    return [notice] if notice is not None else []
 
 
 def password_recipient_ok(message: QueuedMessage, policy: Policy) -> bool:
@@ -124,17 +153,34 @@ def password_recipient_ok(message: QueuedMessage, policy: Policy) -> bool:
 
 
 def inspect(raw: bytes, routes: tuple[Route, ...], policy: Policy, facts: Facts,
-            content: ContentReport | None) -> list[Finding]:
+            content: ContentReport | None, *, links_on: bool = False) -> list[Finding]:
     """Every finding: recipients (envelope, then what To:/Cc: show), then content."""
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
     found = check_recipients(routes, visible_recipients(headers), policy, facts)
     if content is not None:
-        found += content.findings()
+        found += _link_unscannable(content, routes, policy, links_on)
         if encryption_targets(routes, policy, content) and is_signed(headers):
             found.append(F.SIGNED_NOT_ENCRYPTABLE.finding(
                 "署名付きメール", "電子署名付きのメールのため、個人情報を含む添付ファイルを暗号化すると署名が壊れます。"
                                 "変更せずに保留しました。管理者が確認してください。"))
     return found
+
+
+def _link_unscannable(content: ContentReport, routes: tuple[Route, ...], policy: Policy,
+                      links_on: bool) -> list[Finding]:
+    """The content findings, where ``[protection] unscannable = "link"`` lets attachments that could
+    not be inspected leave behind a link: only when every copy that leaves goes by e-mail to a
+    registered partner and each such item is an attachment (not the whole message)."""
+    found = content.findings()
+    if not (links_on and policy.protection.unscannable == "link" and content.unscannable
+            and all(u.attachment for u in content.unscannable)):
+        return found
+    leaving = [r for r in routes if r.leaves]
+    if not leaving or any(r.kind is not RouteKind.EXTERNAL or policy.lookup(r.address) is None for r in leaving):
+        return found
+    return [F.UNSCANNABLE_LINKED.finding(f.subject, f.text.replace(
+                "内容を人が確認する必要があります。", "登録済みの宛先なので、ダウンロードリンクで保護して送ります。"))
+            if f.code == F.UNSCANNABLE_CONTENT else f for f in found]
 
 
 def is_signed(headers) -> bool:

@@ -6,6 +6,9 @@
 - approved by a manager: that it is on its way, and the manager's comment;
 - the generated password of an encrypted attachment, to the sender only (never
   to the recipient: PPAP was abolished by the government in 2020);
+- link delivery: to whom the download links go, the files, the passcode when one was
+  generated (to the sender only, to pass on by phone), and a signed single-use
+  link that revokes the links without logging in;
 - rejected by a manager or the policy: a DSN (``dsn``).
 
 Notices leave with the null reverse-path (they never bounce), ``Auto-Submitted``
@@ -120,6 +123,36 @@ def password(message: QueuedMessage, recipients: list[str], names: list[str], pa
         "よく送る相手とは、パスワードを事前に取り決めてアドレス帳に登録すると、この手間がなくなります。",
     ]
     subject = f"【mailguard】暗号化した添付ファイルのパスワード ({one_line(message.subject, 120) or '件名なし'})"
+    return _notice(message, subject, lines, settings)
+
+
+def linked(message: QueuedMessage, recipients: tuple[str, ...], names: tuple[str, ...], passcode: str | None,
+           settings: Settings) -> Submission | None:
+    """The sender's notice of link delivery: the passcode (generated: for the sender's eyes only)
+    and the way to revoke the links."""
+    if not message.envelope.mail_from:
+        return None
+    lines = [
+        f"件名「{one_line(message.subject)}」(受付番号 {message.queue_id}) には個人情報が含まれていたため、",
+        "次のファイルをメールから取り出し、宛先ごとのダウンロードリンクに置き換えて送ります。",
+        "",
+        f"  宛先:       {', '.join(recipients)}",
+        f"  ファイル:   {', '.join(names)}",
+        f"  有効期限:   送信から {max(1, round(settings.link_lifetime / 86400))} 日間",
+    ]
+    if passcode:
+        lines += [f"  パスコード: {passcode}", "",
+                  "パスコードは、電話など、メール以外の方法で相手にお伝えください (メールで送ると、誤送信のときに",
+                  "一緒に漏れてしまいます)。よく送る相手とは、パスワードを事前に取り決めてアドレス帳に登録すると、",
+                  "この手間がなくなります。"]
+    if settings.console_url:
+        token = tokens.make(settings.data_dir, message.queue_id, "revoke")
+        lines += ["", "宛先の誤りに気づいたら、相手が開く前に次のリンクからダウンロードを止めてください",
+                  "(ログイン不要、1回限り。相手がまだ開いていなければ、情報は渡っていません):",
+                  f"  {settings.console_url}/r/{token}", "",
+                  "開封状況 (いつ開かれ、ダウンロードされたか) は確認画面で見られます:",
+                  f"  {settings.console_url}/messages/{message.queue_id}"]
+    subject = f"【mailguard】ダウンロードリンクで送ります ({one_line(message.subject, 120) or '件名なし'})"
     return _notice(message, subject, lines, settings)
 
 

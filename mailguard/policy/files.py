@@ -62,6 +62,8 @@ class OrganisationFile(_Strict):
 
 
 AgreedKey = Annotated[str, Field(min_length=8, max_length=128)]
+# How personal data leaves for a recipient: a download link, an AES-256 zip, or as it is.
+Protection = Literal["link", "zip", "none"]
 
 
 class EmailEntry(_Strict):
@@ -69,8 +71,10 @@ class EmailEntry(_Strict):
     organisation: str = Field(min_length=1)
     name: str = ""
     note: str = ""
-    # Password agreed in advance with this recipient for encrypted attachments. Never logged.
+    # Password agreed in advance with this recipient: the zip's password or the link's passcode. Never logged.
     key: AgreedKey | None = Field(default=None, repr=False)
+    # This partner's own choice, e.g. "zip" where they prefer an AES zip with the agreed key. Unset: [protection].
+    protection: Protection | None = None
 
 
 class DomainEntry(_Strict):
@@ -78,6 +82,7 @@ class DomainEntry(_Strict):
     organisation: str = Field(min_length=1)
     note: str = ""
     key: AgreedKey | None = Field(default=None, repr=False)
+    protection: Protection | None = None
 
 
 class FaxEntry(_Strict):
@@ -183,7 +188,27 @@ class EncryptionSection(_Strict):
     password_length: int = Field(default=16, ge=12, le=64)
 
 
+class ProtectionSection(_Strict):
+    """How personal data leaves for external e-mail recipients (手引き 3-3 5); PPC 通則編 3-5-1-1:
+    data recovered before anyone viewed it is no leak). ``link``: the attachments with personal
+    data, and the body when it has some, are replaced by a revocable, expiring download link whose
+    every use is recorded; ``zip``: an AES-256 zip ([encryption]); ``none``: as they are. FAX
+    recipients always get the original (the number is their protection)."""
+
+    personal: Protection = "link"
+    sensitive: Protection = "link"
+    # Move a body with personal data behind the link (or into the zip) too.
+    body: bool = True
+    # "required": the partner's agreed key, else a passcode sent to the sender only; "none": no passcode.
+    passcode: Literal["required", "none"] = "required"
+    passcode_sensitive: Literal["required", "none"] = "required"
+    # Attachments that could not be inspected, to registered e-mail partners only: "hold" for a
+    # manager, or "link" (they leave behind a link instead of waiting). Unregistered: always held.
+    unscannable: Literal["hold", "link"] = "hold"
+
+
 class DecisionFile(_Strict):
+    protection: ProtectionSection = ProtectionSection()
     encryption: EncryptionSection = EncryptionSection()
     actions: ActionsTable = ActionsTable()
     rules: list[Rule] = DEFAULT_RULES

@@ -14,7 +14,7 @@ from ..findings import DEFAULT_ACTIONS
 from ..model import Action
 from .files import (AddressBookFile, ApprovalSection, DecisionFile, DomainEntry, EmailEntry, EncryptionSection,
                     ExposureSection, FaxEntry, FaxFile, FaxGateway, HoldSection, OrganisationFile,
-                    OrganisationSection, Rule)
+                    OrganisationSection, ProtectionSection, Rule)
 from .roster import Roster
 
 
@@ -29,6 +29,7 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     exposure: ExposureSection = ExposureSection()
     encryption: EncryptionSection = EncryptionSection()
+    protection: ProtectionSection = ProtectionSection()
     fax_gateways: dict[str, FaxGateway] = field(default_factory=dict)
     roster: Roster = field(default_factory=lambda: Roster((), ()))
     approval: ApprovalSection = ApprovalSection()
@@ -44,6 +45,7 @@ class Policy:
             organisation=org.organisation, hold=org.hold, approval=org.approval, address_book=book,
             actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},
             rules=tuple(decision.rules), exposure=decision.exposure, encryption=decision.encryption,
+            protection=decision.protection,
             fax_gateways={g.domain: g for g in (fax.gateway if fax else [])},
             _emails={address_key(e.address): e for e in book.email},
             _domains={d.domain: d for d in book.domain},
@@ -62,6 +64,21 @@ class Policy:
         """The address-book entry that registers this address: exact address first, then its domain."""
         key = address_key(address)
         return self._emails.get(key) or self._domains.get(key.rpartition("@")[2])
+
+    def protection_for(self, address: str, level: str) -> str:
+        """``link`` / ``zip`` / ``none`` for personal data of ``level`` to an external address:
+        the partner's own choice in the address book, else [protection]. A level [encryption]
+        does not protect (``enabled = false``, or not in ``levels``) is ``none``."""
+        if level not in ("personal", "sensitive") or not self.encryption.enabled \
+                or level not in self.encryption.levels:
+            return "none"
+        entry = self.lookup(address)
+        chosen = getattr(entry, "protection", None)
+        return chosen or getattr(self.protection, level)
+
+    def passcode_required(self, level: str) -> bool:
+        wanted = self.protection.passcode_sensitive if level == "sensitive" else self.protection.passcode
+        return wanted == "required"
 
     def fax_entry(self, e164: str) -> FaxEntry | None:
         return self._faxes.get(e164)

@@ -10,7 +10,9 @@ another process made due (this is how CLI and console actions are seen):
 
 1. not delivered within the queue lifetime (MAILGUARD_QUEUE_LIFETIME) → bounced, DSN;
 2. ``delayed`` whose hold has ended → ready;
-3. ``ready``, and ``deferred`` whose retry time has come → waiting for a slot.
+3. ``ready``, and ``deferred`` whose retry time has come → waiting for a slot;
+4. every 30 s at most: download links past MAILGUARD_LINK_LIFETIME, or whose message
+   ended unsent, are closed and their files removed (``Store.sweep_links``).
 
 Isolation: whatever fails for one message (its assessment, storing its verdict,
 its expiry) is logged with its queue id and that message alone is held or
@@ -49,6 +51,7 @@ INCOMING_BATCH = 100        # messages decided per scan, so dispatching is never
 RETRY_FAILED_DECISION = 60.0   # s before a message whose verdict could not be stored is tried again
 MAX_DECIDING = 2 * INCOMING_BATCH   # messages being decided at once (content scans queue in the pool)
 MAX_DECIDING_BYTES = 128 * 1024 * 1024   # and their content in memory together (past the first message)
+LINK_SWEEP_INTERVAL = 30.0   # s at most between closing expired links and removing their files
 DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
 
@@ -66,6 +69,7 @@ class QueueManager:
         # cancelled meanwhile is simply not claimed.
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
+        self._next_link_sweep = 0.0
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
         self._deciding: dict[str, int] = {}              # queue id → size, for decisions under way
         self._decisions: set[asyncio.Task] = set()
@@ -136,7 +140,19 @@ class QueueManager:
                     self._queue_for_delivery(queue_id)
             for queue_id in due["deliver"]:
                 self._queue_for_delivery(queue_id)
+            if now >= self._next_link_sweep:
+                self._next_link_sweep = now + min(LINK_SWEEP_INTERVAL, 10 * self.settings.queue_scan_interval)
+                await self._sweep_links()
         self._dispatch()
+
+    async def _sweep_links(self) -> None:
+        """Expired links and those of messages that ended unsent are closed, their files removed.
+        On its own thread (not the store's batch thread): files go only once the rows are committed."""
+        try:
+            for link_id in await asyncio.to_thread(self.db.store.sweep_links):
+                log.info("download link %s closed (expired, or its message ended unsent); files removed", link_id)
+        except Exception:
+            log.exception("sweeping download links failed; tried again at the next sweep")
 
     async def _start_decisions(self) -> None:
         """Take the next batch of incoming messages and decide it in the background: a slow
@@ -213,7 +229,10 @@ class QueueManager:
         try:
             await self.db.apply_verdict(message.queue_id, a.verdict, a.state, content=a.transformed.content,
                                         deliver_to=a.transformed.deliver_to, notes=a.transformed.notes,
-                                        notices=a.notices, lifetime=self.settings.queue_lifetime)
+                                        notices=a.notices, lifetime=self.settings.queue_lifetime,
+                                        protected=a.transformed.protected,
+                                        link_limits=(self.settings.link_lifetime, self.settings.link_max_downloads,
+                                                     self.settings.link_max_passcode_failures))
         except Exception:
             log.exception("%s: storing the verdict failed", message.queue_id)
             return False

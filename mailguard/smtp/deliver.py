@@ -86,8 +86,12 @@ class Deliverer:
         recipients = message.pending_recipients
         assert message.content is not None, "claim() loads the content"
         if self.settings.upstream is None:
-            path = await asyncio.to_thread(write_outbox, self.settings.outbox_dir, message)
-            return Attempt("outbox", {r: (250, f"2.0.0 written to {path}") for r in recipients})
+            replies = {}
+            for number, (content, group) in enumerate(_by_content(message, recipients)):
+                path = await asyncio.to_thread(write_outbox, self.settings.outbox_dir, message, content, group,
+                                               f".{number + 1}" if number else "")
+                replies.update({r: (250, f"2.0.0 written to {path}") for r in group})
+            return Attempt("outbox", replies)
         return await self._smtp(message, recipients)
 
     def close(self) -> None:
@@ -96,19 +100,29 @@ class Deliverer:
         self._idle.clear()
 
     async def _smtp(self, message: QueuedMessage, recipients: tuple[str, ...]) -> Attempt:
+        """One SMTP transaction per version of the message (link delivery gives some recipients
+        a copy of their own), on one connection where it stays usable."""
+        replies: dict[str, tuple[int, str]] = {}
+        remote = self.settings.upstream.host
+        for content, group in _by_content(message, recipients):
+            attempt = await self._smtp_one(message, content, group)
+            replies.update(attempt.replies)
+        return Attempt(remote, replies)
+
+    async def _smtp_one(self, message: QueuedMessage, content: bytes, recipients: tuple[str, ...]) -> Attempt:
         upstream = self.settings.upstream
         cached = self._take_idle()
         client, uses = (cached[2], cached[1]) if cached else (None, 0)
         try:
             if client is not None:
                 try:
-                    replies = await self._transaction(client, message, recipients, reused=True)
+                    replies = await self._transaction(client, message, content, recipients, reused=True)
                     self._keep(client, uses + 1)
                     return Attempt(upstream.host, {r: (code, reply_text(text)) for r, (code, text) in replies.items()})
                 except _StaleConnection:
                     client.close()
             client = await self._connect()
-            replies = await self._transaction(client, message, recipients, reused=False)
+            replies = await self._transaction(client, message, content, recipients, reused=False)
             self._keep(client, 1)
             return Attempt(upstream.host, {r: (code, reply_text(text)) for r, (code, text) in replies.items()})
         except Exception as exc:   # any failure of the session is temporary: defer, never bounce
@@ -145,7 +159,7 @@ class Deliverer:
             raise
         return client
 
-    async def _transaction(self, client: aiosmtplib.SMTP, message: QueuedMessage,
+    async def _transaction(self, client: aiosmtplib.SMTP, message: QueuedMessage, content: bytes,
                            recipients: tuple[str, ...], *, reused: bool) -> dict[str, tuple[int, str]]:
         """MAIL, RCPT per recipient, DATA. Returns the reply per recipient; raises on a
         session failure (``_StaleConnection`` when a reused connection is found dead)."""
@@ -155,7 +169,7 @@ class Deliverer:
             if reused:
                 raise _StaleConnection() from exc
             raise
-        options, encoding = _mail_options(message, client, recipients)
+        options, encoding = _mail_options(message, content, client, recipients)
         if options is None:
             return {r: (550, "5.6.7 upstream does not support SMTPUTF8 (RFC 6531 section 3.2)")
                     for r in recipients}
@@ -182,7 +196,7 @@ class Deliverer:
             await self._reset(client)
             return replies
         try:
-            response = await client.data(message.content, timeout=self.settings.upstream_data_timeout)
+            response = await client.data(content, timeout=self.settings.upstream_data_timeout)
             reply = (response.code, response.message)
         except SMTPResponseException as exc:
             reply = (exc.code, exc.message)
@@ -238,10 +252,19 @@ async def _ensure_ehlo(client: aiosmtplib.SMTP) -> None:
         await client.helo()
 
 
-def _mail_options(message: QueuedMessage, client: aiosmtplib.SMTP,
+def _by_content(message: QueuedMessage, recipients: tuple[str, ...]) -> list[tuple[bytes, tuple[str, ...]]]:
+    """The pending recipients grouped by the version of the message each gets, main content first."""
+    groups: dict[int | None, list[str]] = {}
+    copies = {r.address: r.copy for r in message.recipients}
+    for rcpt in recipients:
+        groups.setdefault(copies.get(rcpt), []).append(rcpt)
+    return [(message.content_for(group[0]), tuple(group))
+            for _, group in sorted(groups.items(), key=lambda item: (item[0] is not None, item[0] or 0))]
+
+
+def _mail_options(message: QueuedMessage, content: bytes, client: aiosmtplib.SMTP,
                   recipients: tuple[str, ...]) -> tuple[list[str] | None, str]:
     """MAIL FROM parameters to pass on, read after EHLO. ``None`` when the message cannot go this way."""
-    content = message.content or b""
     options = []
     if client.supports_extension("size"):
         options.append(f"SIZE={len(content)}")
@@ -267,17 +290,18 @@ def _needs_smtputf8(message: QueuedMessage, content: bytes, recipients: tuple[st
     return not (content if end < 0 else content[:end]).isascii()
 
 
-def write_outbox(outbox: Path, message: QueuedMessage) -> Path:
-    """Write the message as ``<queue id>.eml`` durably; the same id overwrites (retry-safe).
-    The outbox holds what was sent (personal data): directory 0700, files 0600."""
+def write_outbox(outbox: Path, message: QueuedMessage, content: bytes, recipients: tuple[str, ...],
+                 suffix: str = "") -> Path:
+    """Write one version of the message as ``<queue id><suffix>.eml`` durably; the same id
+    overwrites (retry-safe). The outbox holds what was sent (personal data): directory 0700,
+    files 0600."""
     private_dir(outbox)
-    final = outbox / f"{message.queue_id}.eml"
-    temporary = outbox / f".{message.queue_id}.tmp"
+    final = outbox / f"{message.queue_id}{suffix}.eml"
+    temporary = outbox / f".{message.queue_id}{suffix}.tmp"
     header = (f"Return-Path: <{message.envelope.mail_from}>\r\n"
-              f"X-Mailguard-Rcpt-To: {', '.join(message.rcpt_to(r) for r in message.pending_recipients)}\r\n"
-              ).encode()
+              f"X-Mailguard-Rcpt-To: {', '.join(message.rcpt_to(r) for r in recipients)}\r\n").encode()
     with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        fh.write(header + (message.content or b""))
+        fh.write(header + content)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(temporary, final)

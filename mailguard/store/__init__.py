@@ -13,7 +13,8 @@ checked and logged in the same transaction; the send log is append-only and
 hash-chained (``sendlog``). Files: data directory 0700, database 0600.
 On failure: a method raises and its transaction is rolled back; a refused state
 change raises ``TransitionError`` with a Japanese message.
-Modules: ``db`` (connection, schema, group commit), ``queue``, ``accounts``,
+Modules: ``db`` (connection, schema, group commit), ``queue``, ``links`` (download
+links, their sealed files and access record), ``accounts``,
 ``sendlog``, ``aio`` (the async wrapper the server uses).
 """
 
@@ -22,12 +23,13 @@ from __future__ import annotations
 from .accounts import AccountStore
 from .aio import AsyncStore
 from .db import Database, private_dir, private_file
+from .links import CLOSED_LABELS, Link, LinkStore
 from .queue import TRANSITIONS, QueueStore, TransitionError
 from .sendlog import LogEntry
 
 
-class Store(QueueStore, AccountStore, Database):
+class Store(QueueStore, LinkStore, AccountStore, Database):
     """Synchronous access to the database at ``path`` (created on first use)."""
 
 
-__all__ = ["Store", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]
+__all__ = ["Store", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import sendlog
+from . import links, sendlog
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -110,13 +110,14 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA + sendlog.SCHEMA)
+        self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
         """Columns added after the first release of the schema."""
         for table, column, kind in (("recipients", "deliver_to", "TEXT"),
-                                    ("messages", "original_content", "BLOB")):
+                                    ("messages", "original_content", "BLOB"),
+                                    ("recipients", "copy", "INTEGER")):
             columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

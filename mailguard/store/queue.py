@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from ..model import (STATE_LABELS, Envelope, Finding, Origin, QueuedMessage, Recipient, RecipientStatus,
                      State, Submission, Verdict)
+from ..vault import Protected
 from . import sendlog
 from .sendlog import LogEntry
 
@@ -124,7 +125,7 @@ class QueueStore:
         ids = [row["queue_id"] for row in rows]
         rcpts: dict[str, list[Recipient]] = {qid: [] for qid in ids}
         for r in self._read(
-            f"SELECT queue_id, address, status, reply, deliver_to FROM recipients WHERE queue_id IN"
+            f"SELECT queue_id, address, status, reply, deliver_to, copy FROM recipients WHERE queue_id IN"
             f" ({','.join('?' * len(ids))}) ORDER BY queue_id, position", ids,
         ):
             rcpts[r["queue_id"]].append(_recipient(r))
@@ -206,7 +207,7 @@ class QueueStore:
                      (new_state, entry.at, *columns.values(), queue_id))
         row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
         rcpts = tuple(_recipient(r) for r in conn.execute(
-            "SELECT address, status, reply, deliver_to FROM recipients WHERE queue_id = ? ORDER BY position",
+            "SELECT address, status, reply, deliver_to, copy FROM recipients WHERE queue_id = ? ORDER BY position",
             (queue_id,)))
         msg = _message(row, rcpts)
         sendlog.append(conn, _with_message(entry, msg))
@@ -215,13 +216,16 @@ class QueueStore:
     def apply_verdict(self, queue_id: str, verdict: Verdict, new_state: State, *,
                       content: bytes | None = None, deliver_to: dict[str, str] | None = None,
                       notes: tuple[str, ...] = (), notices: tuple[Submission, ...] = (),
-                      lifetime: float = 0, now: float | None = None) -> None:
+                      lifetime: float = 0, now: float | None = None, protected: Protected | None = None,
+                      link_limits: tuple[float, int, int] = (7 * 86400, 20, 5)) -> None:
         """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings.
 
         ``content`` replaces what will be delivered (the original is kept in
         ``original_content``); ``deliver_to`` maps recipients to the RCPT TO address
         to use; ``notices`` to the sender (a rejection DSN, the held notice, a generated
-        password) are queued in the same transaction.
+        password) are queued in the same transaction; ``protected``: the download links, their
+        files and the copies some recipients get instead (``links``), with ``link_limits``
+        (lifetime in seconds, downloads, passcode failures).
         """
         now = time.time() if now is None else now
         findings = [f.to_dict() for f in verdict.findings]
@@ -235,6 +239,10 @@ class QueueStore:
             for rcpt, address in (deliver_to or {}).items():
                 conn.execute("UPDATE recipients SET deliver_to = ? WHERE queue_id = ? AND address = ?",
                              (address, queue_id, rcpt))
+            if protected is not None and new_state is not State.REJECTED:
+                link_lifetime, downloads, failures = link_limits
+                self.write_protected(conn, queue_id, protected, lifetime=link_lifetime, max_downloads=downloads,
+                                     max_failures=failures, now=now)
             self._transition(
                 conn, queue_id, "decide", new_state,
                 LogEntry(event="decided", queue_id=queue_id, findings=tuple(findings), at=now, detail=detail),
@@ -267,6 +275,8 @@ class QueueStore:
                                    LogEntry(event=ACTION_EVENTS[action], queue_id=queue_id, actor=actor, at=now,
                                             detail={"comment": comment} if comment else {}),
                                    next_attempt_at=None)
+            if new_state in (State.CANCELLED, State.REJECTED):
+                self.drop_copies(conn, queue_id)
             if notice is not None:
                 self._insert(conn, notice, lifetime=lifetime, now=now)
         return msg
@@ -283,7 +293,9 @@ class QueueStore:
                 return None   # listed as due, then retried and deferred again meanwhile: not yet
             conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1"
                          " WHERE queue_id = ?", (State.DELIVERING, now, queue_id))
-        return self.get(queue_id, content=True)
+            copies = self.copies_of(conn, queue_id)
+        message = self.get(queue_id, content=True)
+        return replace(message, copies=copies) if message is not None and copies else message
 
     def finish(self, queue_id: str, new_state: State, results: dict[str, tuple[RecipientStatus, str]],
                entry: LogEntry, *, transition: str = "finish", next_attempt_at: float | None = None,
@@ -294,7 +306,11 @@ class QueueStore:
             for address, (status, reply) in results.items():
                 conn.execute("UPDATE recipients SET status = ?, reply = ? WHERE queue_id = ? AND address = ?",
                              (status, reply, queue_id, address))
+            self.activate_links(conn, queue_id, [a for a, (s, _) in results.items() if s == RecipientStatus.DELIVERED],
+                                entry.at)
             self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at)
+            if new_state in (State.DELIVERED, State.BOUNCED):
+                self.drop_copies(conn, queue_id)
             if dsn is not None:
                 self._insert(conn, dsn, lifetime=dsn_lifetime, now=entry.at)
 
@@ -318,7 +334,7 @@ class QueueStore:
 
 
 def _recipient(row: sqlite3.Row) -> Recipient:
-    return Recipient(row["address"], RecipientStatus(row["status"]), row["reply"], row["deliver_to"])
+    return Recipient(row["address"], RecipientStatus(row["status"]), row["reply"], row["deliver_to"], row["copy"])
 
 
 def _message(row: sqlite3.Row, recipients: tuple[Recipient, ...]) -> QueuedMessage:

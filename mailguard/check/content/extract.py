@@ -109,6 +109,9 @@ class _Budget:
         return TextPart(where, self.take(texts[0]), attachment, tuple(self.take(t) for t in texts[1:]))
 
 
+SUBJECT = "subject"   # the key of the Subject's text: a finding of its own, no link can protect it
+
+
 def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
     """All text of a raw RFC 5322 message. Never raises for bad input (but MemoryError)."""
     out = Extraction()
@@ -116,7 +119,7 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
     try:
         msg = message_from_bytes(raw, policy=compat32)
         if msg.get("Subject") is not None:
-            out.parts.append(TextPart("件名", budget.take(header_text(msg["Subject"])), None))
+            out.parts.append(TextPart("件名", budget.take(header_text(msg["Subject"])), SUBJECT))
         for path, part in mime.leaves(msg):
             if mime.depth(path) > MAX_MIME_DEPTH:
                 raise LimitExceeded(f"MIME の入れ子が深すぎます (上限 {MAX_MIME_DEPTH} 階層)")

@@ -57,6 +57,13 @@ def leaves(msg: Message) -> Iterator[tuple[str, Message]]:
                 yield child_path(path, index), child
 
 
+def is_body_text(part: Message) -> bool:
+    """Body text, not an attachment: text/*, no file name, not ``Content-Disposition: attachment``.
+    Inspection reads these as 本文; link delivery moves them as 本文."""
+    return (part.get_content_maintype() == "text" and part.get_content_disposition() != "attachment"
+            and not attachment_name(part))
+
+
 def depth(path: str) -> int:
     return path.count(".") + 1 if path else 0
 

@@ -32,7 +32,7 @@ from functools import cached_property
 from ... import findings as F
 from ...model import Finding
 from .detect import Detection, detect, detectors_for
-from .extract import Extraction, Limits, Unscannable, extract_message
+from .extract import SUBJECT, Extraction, Limits, Unscannable, extract_message
 
 LEVELS = ("none", "personal", "sensitive")
 BODY = "本文"
@@ -54,7 +54,7 @@ class PartReport:
     level: str
     detections: tuple[Detection, ...]
     places: tuple[str, ...] = ()     # where inside it: "2ページ", "シート 計画", "› 中の.docx"
-    path: str | None = None          # MIME part path of the attachment; None for the body
+    path: str | None = None          # MIME part path of the attachment; None for the body, SUBJECT
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,15 @@ class ContentReport:
 
     def findings(self) -> list[Finding]:
         data: dict[str, list[Finding]] = {F.SENSITIVE_DATA: [], F.PERSONAL_DATA: []}
+        subject: list[Finding] = []
         for part in self.parts:
             if part.level == "none":
+                continue
+            if part.path == SUBJECT:   # no link or zip can protect a subject: the sender rewrites it
+                subject.append(F.PERSONAL_DATA_IN_SUBJECT.finding(
+                    "件名", f"件名に{'要配慮個人情報' if part.level == 'sensitive' else '個人情報'}が含まれています: "
+                          f"{summary(part.detections)}。件名は暗号化もリンク化もできないため、氏名などを件名から除いて"
+                          "送り直してください (本文や添付ファイルに書けば保護して送ります)。"))
                 continue
             sensitive = part.level == "sensitive"
             what = "要配慮個人情報" if sensitive else "個人情報"
@@ -98,7 +105,7 @@ class ContentReport:
             self.name_of(item.attachment) if item.attachment else item.where,
             f"{item.where} を検査できませんでした: {item.reason}。内容を人が確認する必要があります。",
         ) for item in self.unscannable]
-        return (_at_most(F.SENSITIVE_DATA, data[F.SENSITIVE_DATA], "要配慮個人情報を含む")
+        return (subject + _at_most(F.SENSITIVE_DATA, data[F.SENSITIVE_DATA], "要配慮個人情報を含む")
                 + _at_most(F.PERSONAL_DATA, data[F.PERSONAL_DATA], "個人情報を含む")
                 + _at_most(F.UNSCANNABLE_CONTENT, unscannable, "検査できなかった"))
 
@@ -140,7 +147,8 @@ def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> Con
         place = _place(part.where, names.get(key, "")) if key else ""
         if found and place:
             places.setdefault(key, {})[place] = None
-    parts = tuple(PartReport(names.get(key, BODY) if key else BODY, classify(found), tuple(found),
+    parts = tuple(PartReport("件名" if key == SUBJECT else names.get(key, BODY) if key else BODY,
+                             classify(found), tuple(found),
                              tuple(places.get(key, ())), key)
                   for key, found in groups.items())
     everything = [d for found in groups.values() for d in found]
