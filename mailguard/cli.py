@@ -84,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="ハッシュチェーンを検証する (verify the chain)")
     p.set_defaults(func=cmd_log)
 
+    lk = sub.add_parser("link", help="ダウンロードリンク (download links)").add_subparsers(required=True, metavar="ACTION")
+    p = lk.add_parser("list", help="リンクと開封状況の一覧")
+    p.add_argument("--queue-id", help="このメールのリンクだけ")
+    p.set_defaults(func=cmd_link_list)
+    p = lk.add_parser("revoke", help="メールのリンクをすべて無効にする (ファイルも削除)")
+    p.add_argument("queue_id")
+    p.add_argument("--comment", default="", help="理由 (送信ログに残ります)")
+    p.set_defaults(func=cmd_link_revoke)
+
     u = sub.add_parser("user", help="利用者 (users)").add_subparsers(required=True, metavar="ACTION")
     p = u.add_parser("add", help="利用者を追加")
     p.add_argument("username")
@@ -178,6 +187,11 @@ def _print_message(m: QueuedMessage, settings: Settings) -> None:
     for r in m.recipients:
         via = f" (配送先 {r.deliver_to})" if r.deliver_to else ""
         print(f"  {r.address:<40} {RECIPIENT_LABELS[r.status]:<6} {r.reply}{via}")
+    links = _store(settings).links(m.queue_id)
+    if links:
+        print("ダウンロードリンク:")
+        for link in links:
+            _print_link(link, settings, indent="  ")
     if m.findings:
         from .findings import label
 
@@ -327,6 +341,36 @@ def cmd_user_toggle(settings: Settings, args) -> int:
         print(f"{args.username}: 利用者が見つかりません (no such user)", file=sys.stderr)
         return 1
     print(f"{args.username}: {'無効にしました' if args.disabled else '有効にしました'}")
+    return 0
+
+
+def _print_link(link, settings: Settings, indent: str = "") -> None:
+    opened = f"  初回 {_when(link.first_download_at, settings)}、{link.downloads} 回" if link.first_download_at else ""
+    expiry = f"  期限 {_when(link.expires_at, settings)}" if link.expires_at and not link.closed else ""
+    print(f"{indent}{link.queue_id}  {link.recipient:<40} {link.status}{opened}{expiry}"
+          f"  (ファイル {len(link.files)} 件、パスコード誤り {link.failures} 回)")
+
+
+def cmd_link_list(settings: Settings, args) -> int:
+    links = _store(settings).links(args.queue_id)
+    if not links:
+        print("ダウンロードリンクはありません。")
+    for link in links:
+        _print_link(link, settings)
+    return 0
+
+
+def cmd_link_revoke(settings: Settings, args) -> int:
+    store = _store(settings)
+    if store.get(args.queue_id) is None:
+        print(f"{args.queue_id}: 見つかりません (not found)", file=sys.stderr)
+        return 1
+    count = store.revoke_links(args.queue_id, _actor(), comment=args.comment)
+    if not count:
+        print(f"{args.queue_id}: 無効にできるリンクはありません (すでに無効か期限切れ、またはリンクで送っていません)",
+              file=sys.stderr)
+        return 1
+    print(f"{args.queue_id}: ダウンロードリンク {count} 件を無効にし、ファイルを削除しました")
     return 0
 
 

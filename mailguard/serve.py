@@ -43,30 +43,56 @@ class _ConsoleServer(uvicorn.Server):
         yield
 
 
-async def _start_console(settings: Settings, store: Store, db: AsyncStore, policies: PolicyWatcher):
-    """The review console on MAILGUARD_WEB_LISTEN (HTTPS with MAILGUARD_TLS_CERT); None when unset."""
-    if settings.web_listen is None:
-        return None
-    from .console.app import create_app
-
+async def _start_web(app, listen: HostPort, settings: Settings, what: str, variable: str):
+    """uvicorn for ``app`` on ``listen`` (HTTPS with MAILGUARD_TLS_CERT), on our loop. Returns the
+    server and the port it really listens on (``listen`` may ask for :0)."""
     config = uvicorn.Config(
-        create_app(settings, store, policies, db), host=settings.web_listen.host, port=settings.web_listen.port,
+        app, host=listen.host, port=listen.port,
         log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
-    console = _ConsoleServer(config)
-    task = asyncio.create_task(console.serve())
-    while not console.started:
+    server = _ConsoleServer(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
         if task.done():   # it could not start (port in use): fail loudly like the SMTP listener
             try:
                 task.result()
             except (SystemExit, Exception):   # uvicorn exits the process on a bind error
                 pass
-            raise OSError(f"console could not listen on {settings.web_listen} (MAILGUARD_WEB_LISTEN)")
+            raise OSError(f"{what} could not listen on {listen} ({variable})")
         await asyncio.sleep(0.05)
-    log.info("console on http%s://%s/", "s" if settings.tls_cert else "", settings.web_listen)
-    return console
+    port = server.servers[0].sockets[0].getsockname()[1]
+    log.info("%s on http%s://%s/", what, "s" if settings.tls_cert else "", HostPort(listen.host, port))
+    return server, port
+
+
+async def _start_console(settings: Settings, store: Store, db: AsyncStore, policies: PolicyWatcher):
+    """The review console on MAILGUARD_WEB_LISTEN; None when unset."""
+    if settings.web_listen is None:
+        return None
+    from .console.app import create_app
+
+    server, _ = await _start_web(create_app(settings, store, policies, db), settings.web_listen, settings,
+                                 "console", "MAILGUARD_WEB_LISTEN")
+    return server
+
+
+async def _start_download(settings: Settings, db: AsyncStore) -> tuple[object | None, Settings]:
+    """The download pages on MAILGUARD_DOWNLOAD_LISTEN; (None, settings) when unset. When it
+    listens on :0 and MAILGUARD_DOWNLOAD_URL is empty, the links name the port it got."""
+    if settings.download_listen is None:
+        return None, settings
+    from .download.app import create_download_app
+
+    server, port = await _start_web(create_download_app(settings, db), settings.download_listen, settings,
+                                    "download pages", "MAILGUARD_DOWNLOAD_LISTEN")
+    if port != settings.download_listen.port:
+        settings = settings.model_copy(update={"download_listen": HostPort(settings.download_listen.host, port)})
+    if not settings.download_url:
+        log.warning("MAILGUARD_DOWNLOAD_URL is not set: download links name %s, which only this machine can "
+                    "reach. Set it to the address partners reach (e.g. https://dl.example.jp).", settings.download_base)
+    return server, settings
 
 
 async def serve(settings: Settings) -> None:
@@ -75,6 +101,7 @@ async def serve(settings: Settings) -> None:
         log.warning("%s: was being delivered when the last run stopped; will be tried again", queue_id)
     policies = PolicyWatcher(settings.policies_dir)
     db = AsyncStore(store)
+    download, settings = await _start_download(settings, db)
     qmgr = QueueManager(settings, db, policies)
     qmgr.content.warm()   # load the detectors' dictionaries before the first message needs them
     handler = RelayHandler(settings, db, qmgr.wake)
@@ -97,8 +124,9 @@ async def serve(settings: Settings) -> None:
     finally:
         log.info("stopping")
         server.close()
-        if console is not None:
-            console.should_exit = True
+        for web in (console, download):
+            if web is not None:
+                web.should_exit = True
         await qmgr.stop()
         handler.verifier.close()
         for task in tasks:

@@ -74,6 +74,8 @@ class Protected:
     files: tuple[SealedFile, ...] = ()
     grants: tuple[Grant, ...] = ()
     copies: tuple[Copy, ...] = ()
+    sender: str = ""          # the From: as people read it, for the download page
+    organisation: str = ""    # the sending office
 
 
 def new_key() -> bytes:

@@ -35,6 +35,34 @@ REGISTERED = "renkei@minato-hospital.example.jp"
 UNREGISTERED = "someone@unknown-partner.example.com"
 
 
+CHROMIUM = "/usr/bin/chromium"   # Debian's: Playwright never downloads a browser of its own
+ARTIFACTS = HERE.parent / "test-artifacts"   # screenshots the tests save for the closing notes
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP")   # a phone
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,23 +9,9 @@ import pytest
 
 from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, listening, send, send_raw, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+from conftest import ARTIFACTS
 OTHER_STAFF = f"hanako@{INTERNAL}"
 PASSWORDS = {"boss": "manager-password-1", "taro": "staff-password-1", "hanako": "staff-password-2"}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -39,17 +25,6 @@ def console(make_relay):
     wait_for(lambda: listening(web), what="console listening")
     relay.web = f"http://127.0.0.1:{web}"
     return relay
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="ja-JP")   # a phone
-    page = context.new_page()
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.dialogs = dialogs
-    yield page
-    context.close()
 
 
 def login(page, relay, user: str) -> None:

@@ -103,10 +103,10 @@ async def test_a_fault_in_one_message_leaves_the_others_decided(tmp_path, monkey
 
     real = pipeline.inspect
 
-    def sometimes(raw, *args):
+    def sometimes(raw, *args, **kwargs):
         if b"poison" in raw:
             raise ValueError("Header values may not contain linefeed or carriage return characters")
-        return real(raw, *args)
+        return real(raw, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "inspect", sometimes)
 

@@ -95,7 +95,8 @@ def protect(raw: bytes, paths: list[str], recipients: list[LinkRecipient], conte
         copy = surgery.parse(rest)
         surgery.add_note(copy, note, first=body)
         copies.append(vault.Copy((rcpt.address,), surgery.flatten(copy)))
-    return vault.Protected(files, tuple(grants), tuple(copies)), tuple(name for name, _ in named)
+    return (vault.Protected(files, tuple(grants), tuple(copies), context.sender, context.organisation),
+            tuple(name for name, _ in named))
 
 
 def _ctype(name: str) -> str:

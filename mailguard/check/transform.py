@@ -144,6 +144,7 @@ def _protect(base: bytes, raw: bytes, plans: dict[str, _Plan], policy: Policy, d
         key = agreed_key((address,), policy) if plan.mode == "zip" else None
         groups.setdefault((plan.mode, plan.paths, plan.body, key), []).append(address)
     link_recipients: list[str] = []
+    sender = organisation = ""
     for (mode, paths, body, key), addresses in groups.items():
         if mode == "zip":
             if key is None and password is None:
@@ -175,11 +176,12 @@ def _protect(base: bytes, raw: bytes, plans: dict[str, _Plan], policy: Policy, d
         protected, linked = protect(base, list(paths), recipients, link_context, body=body)
         files, grants = protected.files, protected.grants
         copies += protected.copies
+        sender, organisation = protected.sender, protected.organisation
         notes.append(f"{', '.join(link_recipients)}: {'body and ' if body else ''}attachments behind "
                      f"download links: {', '.join(linked)} (passcode: "
                      f"{', '.join(sorted({r.kind for r in recipients}))})")
     return Transformed(None if base is raw else base, deliver_to, tuple(notes), password, encrypted,
-                       vault.Protected(files, grants, tuple(copies)), passcode, linked, tuple(link_recipients))
+                       vault.Protected(files, grants, tuple(copies), sender, organisation), passcode, linked, tuple(link_recipients))
 
 
 def agreed_key(addresses: tuple[str, ...], policy: Policy) -> str | None:

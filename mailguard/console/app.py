@@ -44,12 +44,14 @@ from ..text import html_text
 from ..users import User, Verifier
 from .admin import add_admin_routes
 from .api import add_api_routes
+from .links import add_link_routes
 from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token, session_key
 
 HERE = Path(__file__).parent
 
 ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今すぐ送信します", "approve": "承認しました",
-                 "reject": "却下しました (送信者に通知します)"}
+                 "reject": "却下しました (送信者に通知します)",
+                 "revoke-links": "ダウンロードリンクを無効にしました。相手はもうダウンロードできません。"}
 
 
 def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: AsyncStore | None = None) -> FastAPI:
@@ -103,6 +105,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         itself is enforced by ``act``)."""
         allow_self = policies.current.approval.allow_self_approval
         return page(request, "message.html", user, status, m=message, view=await asyncio.to_thread(_view, message),
+                    links=await db.links(message.queue_id),
                     manager=user.role in ("manager", "admin"), own=own(user, message),
                     self_approval_refused=own(user, message) and not allow_self,
                     allow_send_now=policies.current.hold.allow_send_now, **context)
@@ -239,6 +242,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         return None if found is None else await db.get(found[0])
 
     add_admin_routes(app, store, db, policies, page, current_user, csrf_ok)
+    add_link_routes(app, settings, store, db, page, current_user, csrf_ok, may_see)
     add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,
                    lambda: policies.current.approval.allow_self_approval)
     return app

@@ -23,17 +23,14 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 
+from ..httpheaders import CSP, HSTS, SecurityHeaders  # noqa: F401  (the console's headers)
 from ..tokens import installation_key
 
 SESSION_SECONDS = 8 * 3600
 FAILURES, WINDOW, LOCKOUT = 5, 15 * 60, 15 * 60
 
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
-HSTS = "max-age=31536000"
 
 
 def session_key(data_dir: Path) -> str:
@@ -78,22 +75,3 @@ class LoginThrottle:
     def succeeded(self, *keys: str) -> None:
         for key in keys:
             self._failures.pop(key, None)
-
-
-class SecurityHeaders(BaseHTTPMiddleware):
-    """The headers on every response; ``hsts`` only when the console itself serves TLS."""
-
-    def __init__(self, app, hsts: bool = False):
-        super().__init__(app)
-        self.hsts = hsts
-
-    async def dispatch(self, request, call_next):
-        response = await call_next(request)
-        if self.hsts:
-            response.headers["Strict-Transport-Security"] = HSTS
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response

@@ -156,6 +156,22 @@ def linked(message: QueuedMessage, recipients: tuple[str, ...], names: tuple[str
     return _notice(message, subject, lines, settings)
 
 
+def link_locked(message: QueuedMessage, recipient: str, settings: Settings) -> Submission | None:
+    """A link locked by wrong passcodes: someone may be trying links they should not have."""
+    if not message.envelope.mail_from:
+        return None
+    lines = [
+        f"件名「{one_line(message.subject)}」(受付番号 {message.queue_id}) の {recipient} 宛てのダウンロードリンクで、",
+        f"パスコードの誤りが {settings.link_max_passcode_failures} 回続いたため、リンクをロックしました。",
+        "このリンクからは、もうダウンロードできません。",
+        "",
+        "相手が入力を間違えただけであれば、お手数ですが送り直してください。心当たりがない場合は、",
+        "宛先の誤りや、リンクが第三者に渡った可能性があります。個人情報保護責任者にご相談ください。",
+    ]
+    return _notice(message, f"【mailguard】ダウンロードリンクをロックしました ({one_line(message.subject, 120) or '件名なし'})",
+                   lines, settings)
+
+
 def rejected(message: QueuedMessage, comment: str, settings: Settings) -> Submission | None:
     """The DSN that tells a sender a manager (or the policy) refused their message."""
     if not dsn.needs_dsn(message):

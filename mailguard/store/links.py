@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS links (
     wrapped_key       BLOB NOT NULL,
     passcode          TEXT NOT NULL,
     files             TEXT NOT NULL,
+    sender            TEXT NOT NULL DEFAULT '',
+    organisation      TEXT NOT NULL DEFAULT '',
     created_at        REAL NOT NULL,
     lifetime          REAL NOT NULL,
     max_downloads     INTEGER NOT NULL,
@@ -82,6 +84,8 @@ class Link:
     wrapped_key: bytes
     passcode: str
     files: tuple[dict, ...]           # {"name", "size", "ctype"}, in blob order
+    sender: str
+    organisation: str
     created_at: float
     max_downloads: int
     max_failures: int
@@ -135,10 +139,10 @@ class LinkStore:
                              ensure_ascii=False)
         for grant in protected.grants:
             conn.execute(
-                "INSERT INTO links (link_id, queue_id, recipient, secret_hash, wrapped_key, passcode, files,"
-                " created_at, lifetime, max_downloads, max_failures) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO links (link_id, queue_id, recipient, secret_hash, wrapped_key, passcode, files, sender,"
+                " organisation, created_at, lifetime, max_downloads, max_failures) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (grant.link_id, queue_id, grant.recipient, grant.secret_hash, grant.wrapped_key, grant.passcode,
-                 listing, now, lifetime, max_downloads, max_failures))
+                 listing, protected.sender, protected.organisation, now, lifetime, max_downloads, max_failures))
         for number, copy in enumerate(protected.copies, 1):
             conn.execute("INSERT INTO copies (queue_id, copy, content) VALUES (?,?,?)", (queue_id, number, copy.content))
             for rcpt in copy.recipients:
