@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from conftest import ARTIFACTS, REGISTERED, STAFF, send, send_raw, wait_for
+from conftest import ARTIFACTS, REGISTERED, STAFF, free_port, listening, send, send_raw, wait_for
 from documents import XLSX, care_plan_xlsx, message, referral_pdf
 
 AGREED_KEY = "minato-agreed-key-2026"
@@ -177,3 +177,36 @@ def test_a_referral_pdf_to_a_registered_fax_number_reaches_the_gateway_as_it_is(
     [part] = list(got.message.iter_attachments())
     assert part.get_content_type() == "application/pdf" and part.get_content() == pdf
     assert linking.store.links(queue_id) == []
+
+
+def test_the_sender_sees_the_download_in_the_console_and_revokes_from_the_notice(make_relay, upstream, page):
+    web = free_port()
+    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}")
+    relay.add_user("taro", "staff", STAFF, "staff-password-1")
+    relay.start()
+    wait_for(lambda: listening(web), what="console listening")
+    console = f"http://127.0.0.1:{web}"
+    queue_id, _, link = sent_by_link(relay, upstream)
+    notice = wait_for(lambda: [m for m in upstream.to(STAFF) if "ダウンロードリンク" in str(m.message["Subject"])],
+                      what="the sender's link notice")[0].message.get_body(("plain",)).get_content()
+    revoke = re.search(r"(http://127\.0\.0\.1:\d+/r/\S+)", notice).group(1)
+    index = [f["name"] for f in relay.store.links(queue_id)[0].files].index("ケアプラン.xlsx")
+    assert request("POST", link, {"file": str(index), "passcode": AGREED_KEY})[0] == 200
+
+    page.goto(console + "/login")
+    page.fill("input[name=username]", "taro")
+    page.fill("input[name=password]", "staff-password-1")
+    page.click("button[type=submit]")
+    page.goto(f"{console}/messages/{queue_id}")
+    assert "開封済み" in page.inner_text("section.download-links")
+
+    page.goto(revoke)                                     # a GET: shows, revokes nothing
+    assert relay.store.links(queue_id)[0].closed is None
+    page.click("button:has-text('無効にする')")
+    assert "1 件を無効" in page.inner_text("p.done")
+    assert relay.store.links(queue_id)[0].closed == "revoked"
+    assert request("GET", link)[0] == 410
+    page.goto(f"{console}/messages/{queue_id}")
+    assert "無効化済み" in page.inner_text("section.download-links")
+    [entry] = [e for e in relay.events(queue_id) if e.event == "link_revoked"]
+    assert entry.actor == f"link:{STAFF}"
