@@ -3,7 +3,7 @@ the sender can take it back; every use is recorded. Real SMTP, real HTTP, Debian
 
 from __future__ import annotations
 
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPSConnection
 import re
 from email import message_from_bytes
 from email.policy import default
@@ -210,3 +210,22 @@ def test_the_sender_sees_the_download_in_the_console_and_revokes_from_the_notice
     assert "無効化済み" in page.inner_text("section.download-links")
     [entry] = [e for e in relay.events(queue_id) if e.event == "link_revoked"]
     assert entry.actor == f"link:{STAFF}"
+
+
+def test_the_download_pages_speak_https_with_hsts_when_a_certificate_is_set(make_relay, certificate):
+    import ssl
+
+    cert, key = certificate
+    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_TLS_CERT=str(cert),
+                       MAILGUARD_TLS_KEY=str(key)).start()
+    base = wait_for(lambda: (m := re.search(r"download pages on (https://127\.0\.0\.1:\d+)/", relay.log()))
+                    and m.group(1), what="download listener")
+    parts = urlsplit(base)
+    conn = HTTPSConnection(parts.hostname, parts.port, timeout=15, context=ssl._create_unverified_context())
+    try:
+        conn.request("GET", "/d/unknown/link")
+        response = conn.getresponse()
+        assert response.status == 404 and "このリンクは無効です" in response.read().decode()
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    finally:
+        conn.close()

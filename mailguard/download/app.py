@@ -92,7 +92,7 @@ def create_download_app(settings: Settings, db: AsyncStore) -> FastAPI:
         used = await db.record_use(link_id, "link_downloaded", {**access(request), "file": link.files[file]["name"]})
         if used is None:   # closed or used up between the page and the click
             return page(request, 410, error=GONE["used"])
-        blob = await db.read_blob(link.queue_id, file)
+        blob = await asyncio.to_thread(db.store.read_blob, link.queue_id, file)   # not on the store's thread
         data = await asyncio.to_thread(vault.unseal, data_key, blob, vault.file_aad(link.queue_id, file))
         name = link.files[file]["name"]
         return Response(data, media_type="application/octet-stream", headers={
