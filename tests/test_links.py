@@ -129,7 +129,7 @@ def test_a_revoked_link_is_gone_with_its_files(linking, upstream):
 
 
 def test_an_expired_link_is_gone(make_relay, upstream):
-    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_LINK_LIFETIME="3").start()
+    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_LINK_LIFETIME="1").start()
     relay.download = wait_for(lambda: (m := DOWNLOAD.search(relay.log())) and m.group(1), what="download listener")
     queue_id, _, link = sent_by_link(relay, upstream)
     wait_for(lambda: relay.store.links(queue_id)[0].closed == "expired", timeout=15, what="the link to expire")
