@@ -43,12 +43,15 @@ class _ConsoleServer(uvicorn.Server):
         yield
 
 
-async def _start_web(app, listen: HostPort, settings: Settings, what: str, variable: str):
+async def _start_web(app, listen: HostPort, settings: Settings, what: str, variable: str,
+                     proxies: list[str] | None = None):
     """uvicorn for ``app`` on ``listen`` (HTTPS with MAILGUARD_TLS_CERT), on our loop. Returns the
     server and the port it really listens on (``listen`` may ask for :0)."""
     config = uvicorn.Config(
         app, host=listen.host, port=listen.port,
-        log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
+        log_level="warning", access_log=False, lifespan="off",
+        # the client address in the access record: X-Forwarded-For only from the proxies named
+        proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
@@ -78,21 +81,21 @@ async def _start_console(settings: Settings, store: Store, db: AsyncStore, polic
     return server
 
 
-async def _start_download(settings: Settings, db: AsyncStore) -> tuple[object | None, Settings]:
-    """The download pages on MAILGUARD_DOWNLOAD_LISTEN; (None, settings) when unset. When it
-    listens on :0 and MAILGUARD_DOWNLOAD_URL is empty, the links name the port it got."""
+async def _start_download(settings: Settings, db: AsyncStore):
+    """The download pages on MAILGUARD_DOWNLOAD_LISTEN; None when link delivery is off."""
     if settings.download_listen is None:
-        return None, settings
+        return None
+    if settings.download_base is None:
+        log.warning("MAILGUARD_DOWNLOAD_URL is not set: no link delivery; personal data to partners leaves "
+                    "in AES zips instead (set it to the address partners reach, e.g. https://dl.example.jp)")
+        return None
     from .download.app import create_download_app
 
-    server, port = await _start_web(create_download_app(settings, db), settings.download_listen, settings,
-                                    "download pages", "MAILGUARD_DOWNLOAD_LISTEN")
-    if port != settings.download_listen.port:
-        settings = settings.model_copy(update={"download_listen": HostPort(settings.download_listen.host, port)})
-    if not settings.download_url:
-        log.warning("MAILGUARD_DOWNLOAD_URL is not set: download links name %s, which only this machine can "
-                    "reach. Set it to the address partners reach (e.g. https://dl.example.jp).", settings.download_base)
-    return server, settings
+    server, _ = await _start_web(create_download_app(settings, db), settings.download_listen, settings,
+                                 "download pages", "MAILGUARD_DOWNLOAD_LISTEN",
+                                 proxies=settings.download_proxies)
+    log.info("download links name %s", settings.download_base)
+    return server
 
 
 async def serve(settings: Settings) -> None:
@@ -101,7 +104,7 @@ async def serve(settings: Settings) -> None:
         log.warning("%s: was being delivered when the last run stopped; will be tried again", queue_id)
     policies = PolicyWatcher(settings.policies_dir)
     db = AsyncStore(store)
-    download, settings = await _start_download(settings, db)
+    download = await _start_download(settings, db)
     qmgr = QueueManager(settings, db, policies)
     qmgr.content.warm()   # load the detectors' dictionaries before the first message needs them
     handler = RelayHandler(settings, db, qmgr.wake)

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -72,12 +73,18 @@ class Settings(BaseSettings):
     # The console's address as staff reach it, for links in notices (e.g. https://mailguard.example.jp:8025).
     # Empty: derived from MAILGUARD_WEB_LISTEN.
     web_url: str = ""
-    # Download pages of link delivery (attachments and bodies with personal data). Empty: link
-    # delivery is off and protection falls back to the AES zip. Only this listener belongs on the internet.
+    # Download pages of link delivery (attachments and bodies with personal data). Only this
+    # listener belongs on the internet.
     download_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8026)
-    # Its address as recipients reach it, in the links mailed to them (e.g. https://dl.example.jp).
-    # Empty: derived from MAILGUARD_DOWNLOAD_LISTEN (fine for a try-out, useless outside).
+    # Its address as recipients reach it, in the links mailed to them (https://dl.example.jp; http only
+    # on loopback, for a try-out). Empty: link delivery is off and protection falls back to the AES zip
+    # (a link partners cannot reach would take their attachments away).
     download_url: str = ""
+    # Reverse proxies (nginx …) in front of the download listener whose X-Forwarded-For is believed,
+    # so the access record names the recipient's address, not the proxy's (comma-separated IPs).
+    download_proxies: Annotated[list[str], NoDecode] = []
+    # Requests one client address may make to the download pages per minute (then 429).
+    download_rate_limit: int = Field(default=60, gt=0)
     # A link works this many seconds after its mail is delivered (default 7 days), for this many downloads.
     link_lifetime: int = Field(default=7 * 86400, gt=0)
     link_max_downloads: int = Field(default=20, gt=0)
@@ -178,6 +185,26 @@ class Settings(BaseSettings):
             raise ValueError("the upstream needs a port (e.g. smtp.example.jp:587)")
         return value
 
+    @field_validator("download_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [str(ipaddress.ip_address(p.strip())) for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("download_url")
+    @classmethod
+    def _download_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"expected https://host[:port][/path], got {value!r}")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("links carry the key to the files: use https:// (http only on 127.0.0.1 for a try-out)")
+        return value
+
     @field_validator("dns_servers", mode="before")
     @classmethod
     def _split_servers(cls, value: object) -> object:
@@ -225,11 +252,9 @@ class Settings(BaseSettings):
     @property
     def download_base(self) -> str | None:
         """The public base of download links; None when link delivery is off."""
-        if self.download_listen is None:
+        if self.download_listen is None or not self.download_url:
             return None
-        if self.download_url:
-            return self.download_url.rstrip("/")
-        return f"http{'s' if self.tls_cert else ''}://{self.download_listen}"
+        return self.download_url.rstrip("/")
 
     @property
     def links_dir(self) -> Path:

@@ -19,17 +19,25 @@ AGREED_KEY = "minato-agreed-key-2026"
 NO_KEY_PARTNER = "care@hikari-houkan.example.com"
 BODY = "山本花子様（被保険者番号1400012345、要介護3）の件です。既往歴に糖尿病があります。\n"
 PLANTED = ["佐藤 花子", "佐藤花子", "0123456789", "山本花子", "1400012345", "糖尿病"]
-DOWNLOAD = re.compile(r"download pages on (http://127\.0\.0\.1:\d+)/")
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/d/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+)")
+
+
+def with_links(make_relay, scheme: str = "http", users: tuple = (), **env: str):
+    """A started relay whose download pages listen on a free port, named by MAILGUARD_DOWNLOAD_URL."""
+    port = free_port()
+    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN=f"127.0.0.1:{port}",
+                       MAILGUARD_DOWNLOAD_URL=f"{scheme}://127.0.0.1:{port}", **env)
+    for user in users:
+        relay.add_user(*user)
+    relay.start()
+    wait_for(lambda: listening(port), what="download listener")
+    relay.download = f"{scheme}://127.0.0.1:{port}"
+    return relay
 
 
 @pytest.fixture
 def linking(make_relay):
-    """A relay with its download listener on a port of its own choosing (read from its log)."""
-    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0")
-    relay.start()
-    relay.download = wait_for(lambda: (m := DOWNLOAD.search(relay.log())) and m.group(1), what="download listener")
-    return relay
+    return with_links(make_relay)
 
 
 def request(method: str, url: str, form: dict | None = None) -> tuple[int, dict, bytes]:
@@ -129,8 +137,7 @@ def test_a_revoked_link_is_gone_with_its_files(linking, upstream):
 
 
 def test_an_expired_link_is_gone(make_relay, upstream):
-    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_LINK_LIFETIME="1").start()
-    relay.download = wait_for(lambda: (m := DOWNLOAD.search(relay.log())) and m.group(1), what="download listener")
+    relay = with_links(make_relay, MAILGUARD_LINK_LIFETIME="1")
     queue_id, _, link = sent_by_link(relay, upstream)
     wait_for(lambda: relay.store.links(queue_id)[0].closed == "expired", timeout=15, what="the link to expire")
     assert request("GET", link)[0] == 410
@@ -181,9 +188,8 @@ def test_a_referral_pdf_to_a_registered_fax_number_reaches_the_gateway_as_it_is(
 
 def test_the_sender_sees_the_download_in_the_console_and_revokes_from_the_notice(make_relay, upstream, page):
     web = free_port()
-    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}")
-    relay.add_user("taro", "staff", STAFF, "staff-password-1")
-    relay.start()
+    relay = with_links(make_relay, users=[("taro", "staff", STAFF, "staff-password-1")],
+                       MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}")
     wait_for(lambda: listening(web), what="console listening")
     console = f"http://127.0.0.1:{web}"
     queue_id, _, link = sent_by_link(relay, upstream)
@@ -216,11 +222,8 @@ def test_the_download_pages_speak_https_with_hsts_when_a_certificate_is_set(make
     import ssl
 
     cert, key = certificate
-    relay = make_relay(MAILGUARD_DOWNLOAD_LISTEN="127.0.0.1:0", MAILGUARD_TLS_CERT=str(cert),
-                       MAILGUARD_TLS_KEY=str(key)).start()
-    base = wait_for(lambda: (m := re.search(r"download pages on (https://127\.0\.0\.1:\d+)/", relay.log()))
-                    and m.group(1), what="download listener")
-    parts = urlsplit(base)
+    relay = with_links(make_relay, "https", MAILGUARD_TLS_CERT=str(cert), MAILGUARD_TLS_KEY=str(key))
+    parts = urlsplit(relay.download)
     conn = HTTPSConnection(parts.hostname, parts.port, timeout=15, context=ssl._create_unverified_context())
     try:
         conn.request("GET", "/d/unknown/link")
@@ -229,3 +232,11 @@ def test_the_download_pages_speak_https_with_hsts_when_a_certificate_is_set(make
         assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
     finally:
         conn.close()
+
+
+def test_the_download_listener_refuses_floods_and_large_posts_before_reading_them(make_relay):
+    relay = with_links(make_relay, MAILGUARD_DOWNLOAD_RATE_LIMIT="4")
+    assert request("POST", relay.download + "/d/x/y", {"passcode": "x" * 10_000})[0] == 413
+    statuses = [request("GET", relay.download + "/d/x/y")[0] for _ in range(4)]
+    assert statuses == [404, 404, 404, 429]                     # the POST counted: 4 a minute
+    assert not [e for e in relay.events() if e.event.startswith("link_")]

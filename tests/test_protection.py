@@ -135,3 +135,61 @@ def test_the_subject_is_inspected_on_its_own():
                                                        "Subject: 山本花子様 ケアプラン".encode()))
     codes = [f.code for f in report.findings()]
     assert codes == ["personal_data_in_subject"]
+
+
+def _alternative(html: str) -> bytes:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "staff@" + INTERNAL, REGISTERED, "送付"
+    msg.set_content("資料を送ります。\n")
+    msg.add_alternative(html, subtype="html")
+    msg.add_attachment(PLAN, maintype="application", subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                       filename="ケアプラン.xlsx")
+    return msg.as_bytes(policy=SMTP)
+
+
+@pytest.mark.parametrize("html, rewritten", [
+    ("<html><body><p>資料を送ります。</p></body></html>", True),
+    # Outlook's HTML names its own charset: left exactly as it is, the note goes beside it
+    ("<html><head><meta http-equiv=Content-Type content='text/html; charset=utf-8'></head>"
+     "<body><p>資料を送ります。</p></body></html>", False),
+])
+def test_whatever_part_a_mail_program_shows_carries_the_link(tmp_path, html, rewritten):
+    raw = _alternative(html)
+    _, result = outcome(raw, [REGISTERED], policy_with(tmp_path))
+    [copy] = result.protected.copies
+    parsed = message_from_bytes(copy.content, policy=default)
+    html_part = parsed.get_body(("html",))
+    assert ("/d/" in html_part.get_content()) is rewritten
+    texts = [p.get_content() for p in parsed.walk() if p.get_content_type() == "text/plain"]
+    assert any("/d/" in t for t in texts)
+    if not rewritten:   # a note of its own beside the untouched alternative
+        assert any("/d/" in t and "資料を送ります" not in t for t in texts)
+
+
+@pytest.mark.parametrize("raw", [BODY_ONLY, _alternative("<p>山本花子様（被保険者番号1400012345、要介護3）糖尿病</p>")
+                                 .replace("資料を送ります。".encode(), b"")])
+def test_a_message_whose_body_all_moves_leaves_no_empty_part(tmp_path, raw):
+    _, result = outcome(raw, [REGISTERED], policy_with(tmp_path))
+    [copy] = result.protected.copies
+    parsed = message_from_bytes(copy.content, policy=default)
+    for part in parsed.walk():
+        if part.is_multipart():
+            assert part.get_payload(), "an empty multipart"
+        else:
+            assert part.get_payload(), f"an empty {part.get_content_type()} part"
+    assert parsed.get_body(("plain",)).get_content().startswith("【mailguard より】")
+
+
+@pytest.mark.parametrize("url, ok", [("https://dl.example.jp", True), ("http://127.0.0.1:8026", True),
+                                     ("http://dl.example.jp", False), ("dl.example.jp", False), ("", True)])
+def test_download_links_are_https_outside_a_try_out(url, ok):
+    from mailguard.settings import SettingsError, load_settings
+
+    if ok:
+        assert load_settings(download_url=url).download_base == (url or None)
+    else:
+        with pytest.raises(SettingsError, match="MAILGUARD_DOWNLOAD_URL"):
+            load_settings(download_url=url)

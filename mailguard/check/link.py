@@ -20,6 +20,7 @@ On failure: raises (ValueError when a path is missing or the copies would exceed
 from __future__ import annotations
 
 import mimetypes
+from copy import deepcopy
 from dataclasses import dataclass
 
 from .. import vault
@@ -75,9 +76,9 @@ def protect(raw: bytes, paths: list[str], recipients: list[LinkRecipient], conte
     ``body``: the body text parts are among ``paths`` (the note becomes the body)."""
     msg = surgery.parse(raw)
     named, _ = surgery.unique_names(surgery.take_out(msg, set(paths)))
-    rest = surgery.flatten(msg)
-    if (len(rest) + 4096) * len(recipients) > MAX_COPY_BYTES:
-        raise ValueError(f"{len(recipients)} link copies of {len(rest):,} bytes are more than {MAX_COPY_BYTES:,}")
+    rest = len(raw) - sum(len(data) for _, data in named)   # about what each copy carries besides its note
+    if (max(rest, 0) + 4096) * len(recipients) > MAX_COPY_BYTES:
+        raise ValueError(f"{len(recipients)} link copies of about {rest:,} bytes are more than {MAX_COPY_BYTES:,}")
     data_key = vault.new_key()
     files = tuple(vault.SealedFile(name, len(data), _ctype(name),
                                    vault.seal(data_key, data, vault.file_aad(context.queue_id, index)))
@@ -92,7 +93,7 @@ def protect(raw: bytes, paths: list[str], recipients: list[LinkRecipient], conte
                            organisation=context.organisation, files=listing, days=context.lifetime_days,
                            passcode=PASSCODES[rcpt.kind], url=f"{context.base_url}/d/{link_id}/{secret}",
                            recipient=rcpt.address)
-        copy = surgery.parse(rest)
+        copy = deepcopy(msg)   # not a parse of the flattened rest: an emptied container would come back as a part
         surgery.add_note(copy, note, first=body)
         copies.append(vault.Copy((rcpt.address,), surgery.flatten(copy)))
     return (vault.Protected(files, tuple(grants), tuple(copies), context.sender, context.organisation),

@@ -34,7 +34,7 @@ from .content.report import ContentReport
 from .decide import STATE_FOR, decide
 from .recipients import Facts, check_recipients, visible_recipients
 from .link import LinkContext
-from .transform import Transformed, encryption_targets, transform
+from .transform import Transformed, protection_needed, transform
 
 log = logging.getLogger("mailguard.check")
 
@@ -43,7 +43,7 @@ STAGE_LABELS = {"inspect": "検査", "decide": "判定", "transform": "送信前
                 "notice": "送信者への通知の作成", "store": "判定結果の保存",
                 "password": "暗号化した添付ファイルのパスワードやダウンロードのパスコードの通知"}
 # After these, the message is held unchanged: approving it sends what the sender sent, as it is.
-UNPROTECTED_IF_APPROVED = ("transform", "password")
+UNPROTECTED_IF_APPROVED = ("transform", "password", "store")
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def inspect(raw: bytes, routes: tuple[Route, ...], policy: Policy, facts: Facts,
     found = check_recipients(routes, visible_recipients(headers), policy, facts)
     if content is not None:
         found += _link_unscannable(content, routes, policy, links_on)
-        if encryption_targets(routes, policy, content) and is_signed(headers):
+        if protection_needed(routes, policy, content) and is_signed(headers):
             found.append(F.SIGNED_NOT_ENCRYPTABLE.finding(
                 "署名付きメール", "電子署名付きのメールのため、個人情報を含む添付ファイルを暗号化すると署名が壊れます。"
                                 "変更せずに保留しました。管理者が確認してください。"))

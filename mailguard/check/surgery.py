@@ -129,8 +129,9 @@ def _member(part: Message, path: str) -> File:
         data = part.get_payload(decode=True) or b""
         name = BODY_NAMES.get(part.get_content_subtype(), "メール本文.txt")
         text = decode_declared(data, part.get_content_charset() or "us-ascii")
-        if text is not None:   # UTF-8 (with a BOM for old Notepad); unreadable bytes stay as they were
-            data = ("\ufeff" if name.endswith(".txt") else "").encode() + text.replace("\r\n", "\n").encode()
+        if text is not None:   # UTF-8 with a BOM: old Notepad reads it, and a browser's encoding
+            # sniffing puts a BOM before any <meta charset> the page names (HTML Living Standard 13.2.3.2)
+            data = ("\ufeff" + text.replace("\r\n", "\n")).encode()
         return name, name, data
     original = mime.raw_attachment_name(part) or f"添付ファイル{path}"
     if part.get_content_type() == "message/rfc822":   # a forwarded message, whole
@@ -161,30 +162,43 @@ def make_mixed(msg: Message) -> None:
 
 
 def add_note(msg: Message, note: str, *, first: bool = False) -> None:
-    """The note at the end of the first text/plain and text/html body parts; where the message
-    has no body text that can be read exactly, a text/plain part of its own (``first``: before
-    every other part, as the body of a message whose body was taken out)."""
-    if not first and _append_note(msg, note):
+    """The note at the end of every readable text/plain and text/html body part; and, where the
+    message has a body part that cannot be rewritten exactly (an HTML page naming its own charset,
+    an unknown charset) or no body at all, as a text/plain part of its own too, so that whatever
+    part a mail program shows, the note is there. ``first``: the body was taken out and the note
+    becomes the body, before every other part."""
+    part = MIMEText(note, "plain", "utf-8")
+    if mime.is_container(msg) and not msg.get_payload():   # everything was taken out: the note is all
+        del msg["Content-Type"]
+        msg["Content-Type"] = "multipart/mixed"
+        msg.set_boundary("=_mailguard_" + secrets.token_hex(16))
+        msg.set_payload([part])
         return
+    if not first:
+        done, skipped = _append_note(msg, note)
+        if done and not skipped:
+            return
     if msg.get_content_type() != "multipart/mixed":
         make_mixed(msg)   # alternative or related bodies: the note goes beside them, not inside
-    part = MIMEText(note, "plain", "utf-8")
     children = msg.get_payload()
     msg.set_payload([part, *children] if first else [*children, part])
 
 
-def _append_note(msg: Message, note: str) -> bool:
-    done = set()
+def _append_note(msg: Message, note: str) -> tuple[bool, bool]:
+    """(a body part took the note, a body part had to be left as it was)."""
+    done, skipped = set(), False
     for _, part in mime.leaves(msg):
         subtype = part.get_content_subtype()
         if not mime.is_body_text(part) or subtype not in ("plain", "html") or subtype in done:
             continue
         data = part.get_payload(decode=True) or b""
         text = decode_declared(data, part.get_content_charset() or "us-ascii")
-        if text is None or (part.get_content_charset() is None and b"\x1b$" in data):
-            continue   # a body we cannot read exactly (unlabelled ISO-2022-JP too) is left exactly as it is
-        if subtype == "html" and _META_CHARSET.search(text):
-            continue   # the page names its own charset: rewriting it in UTF-8 would garble it
+        if text is None or (part.get_content_charset() is None and b"\x1b$" in data) \
+                or (subtype == "html" and _META_CHARSET.search(text)):
+            # a body we cannot read exactly (unlabelled ISO-2022-JP too), or a page naming its own
+            # charset (rewriting it in UTF-8 would garble it), is left exactly as it is
+            skipped = True
+            continue
         text = text.replace("\r\n", "\n")
         if subtype == "plain":
             text = f"{text.rstrip()}\n\n{note}\n"
@@ -195,9 +209,4 @@ def _append_note(msg: Message, note: str) -> bool:
         # base64 of the canonical form (CRLF, RFC 2046 §4.1.1) in UTF-8, whatever the body's charset was
         part.set_payload(text.replace("\n", "\r\n"), charset="utf-8")
         done.add(subtype)
-    return bool(done)
-
-
-def copy_of(msg: Message) -> Message:
-    """An independent copy to add one recipient's note to (re-parsed: Message has no cheap copy)."""
-    return message_from_bytes(flatten(msg), policy=compat32)
+    return bool(done), skipped

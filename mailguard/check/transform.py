@@ -83,6 +83,18 @@ def encryption_targets(routes: tuple[Route, ...], policy: Policy, content: Conte
     return list(wanted)
 
 
+def protection_needed(routes: tuple[Route, ...], policy: Policy, content: ContentReport | None) -> bool:
+    """Whether some external recipient's copy must be altered: attachments, or a body with
+    personal data, that leave protected (a signed message cannot be, without breaking it)."""
+    if content is None:
+        return False
+    if encryption_targets(routes, policy, content):
+        return True
+    body = content.level_of(BODY)
+    return policy.protection.body and body in PROTECTED_LEVELS and any(
+        r.kind is RouteKind.EXTERNAL and policy.protection_for(r.address, body) != "none" for r in routes)
+
+
 def _parts_for(address: str, policy: Policy, content: ContentReport) -> list[str]:
     levels = {p.path: p.level for p in content.parts}   # one pass: a message may have 10,000 parts
     return [path for path, _ in content.attachments

@@ -25,6 +25,7 @@ from ..notices import compose
 from ..settings import Settings
 from ..store import AsyncStore, Link
 from ..text import one_line
+from .guard import DownloadGuard
 
 log = logging.getLogger("mailguard.download")
 HERE = Path(__file__).parent
@@ -38,6 +39,7 @@ def create_download_app(settings: Settings, db: AsyncStore) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(when=lambda ts: _when(ts, settings), size=_size)
     app.add_middleware(SecurityHeaders, hsts=settings.tls_cert is not None)
+    app.add_middleware(DownloadGuard, rate_limit=settings.download_rate_limit)   # outermost: before parsing
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def page(request: Request, status: int, **context) -> HTMLResponse:
@@ -74,14 +76,27 @@ def create_download_app(settings: Settings, db: AsyncStore) -> FastAPI:
             return page(request, 410, error=why)
         return page(request, 200, link=link)
 
+    locks: dict[str, asyncio.Lock] = {}
+
     @app.post("/d/{link_id}/{secret}")
     async def download(request: Request, link_id: str, secret: str, file: int = Form(-1),
                        passcode: str = Form("")):
+        """One file. Tries on one link are taken one at a time, each reading the failures counted
+        so far: concurrent guesses get no more than MAILGUARD_LINK_MAX_PASSCODE_FAILURES."""
+        lock = locks.setdefault(link_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await _download(request, link_id, secret, file, passcode)
+        finally:
+            if not lock.locked() and locks.get(link_id) is lock:
+                locks.pop(link_id, None)
+
+    async def _download(request: Request, link_id: str, secret: str, file: int, passcode: str):
         link = await find(link_id, secret)
         if link is None:
             return page(request, 404, error="このリンクは無効です。アドレスが正しいかご確認ください。")
         why = gone(link, time.time())
-        if why:
+        if why:   # the same answer whatever passcode came: a closed link is no oracle
             return page(request, 410, error=why)
         if not 0 <= file < len(link.files):
             return page(request, 400, link=link, error="ファイルを選んでください。")
@@ -101,10 +116,12 @@ def create_download_app(settings: Settings, db: AsyncStore) -> FastAPI:
     async def _wrong_passcode(request: Request, link: Link, who: dict) -> HTMLResponse:
         after = await db.record_use(link.link_id, "link_passcode_failed", who)
         if after is not None and after.closed == "locked":
-            await _tell_sender(db, settings, after)
+            if link.closed is None:   # this failure locked it: the sender is told once
+                await _tell_sender(db, settings, after)
             return page(request, 410, error=GONE["locked"])
         left = max(0, link.max_failures - (after.failures if after else link.max_failures))
-        return page(request, 403, link=after or link, error=f"パスコードが違います。あと {left} 回間違えると、このリンクはロックされます。")
+        return page(request, 403, link=after or link,
+                    error=f"パスコードが違います。あと {left} 回間違えると、このリンクはロックされます。")
 
     return app
 

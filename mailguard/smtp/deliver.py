@@ -87,9 +87,10 @@ class Deliverer:
         assert message.content is not None, "claim() loads the content"
         if self.settings.upstream is None:
             replies = {}
-            for number, (content, group) in enumerate(_by_content(message, recipients)):
+            for content, group in _by_content(message, recipients):
+                copy = next((r.copy for r in message.recipients if r.address == group[0]), None)
                 path = await asyncio.to_thread(write_outbox, self.settings.outbox_dir, message, content, group,
-                                               f".{number + 1}" if number else "")
+                                               f".{copy}" if copy else "")   # a retry never overwrites another
                 replies.update({r: (250, f"2.0.0 written to {path}") for r in group})
             return Attempt("outbox", replies)
         return await self._smtp(message, recipients)

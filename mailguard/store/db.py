@@ -110,6 +110,8 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # deleted rows (copies carrying link secrets, finished content) are overwritten, not left in free pages
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA)
         self._migrate()
 

@@ -146,8 +146,10 @@ class LinkStore:
         for number, copy in enumerate(protected.copies, 1):
             conn.execute("INSERT INTO copies (queue_id, copy, content) VALUES (?,?,?)", (queue_id, number, copy.content))
             for rcpt in copy.recipients:
-                conn.execute("UPDATE recipients SET copy = ? WHERE queue_id = ? AND address = ?",
-                             (number, queue_id, rcpt))
+                updated = conn.execute("UPDATE recipients SET copy = ? WHERE queue_id = ? AND address = ?",
+                                       (number, queue_id, rcpt)).rowcount
+                if updated != 1:   # never let a recipient fall back to the unprotected main content
+                    raise ValueError(f"{queue_id}: copy {number} names {rcpt!r}, which is {updated} recipients")
 
     def _write_files(self, queue_id: str, files: tuple[vault.SealedFile, ...]) -> None:
         from .db import private_dir
