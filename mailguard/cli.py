@@ -132,14 +132,23 @@ def _when(ts: float | None, settings: Settings) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, settings.zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _no_login_data_warning(record: logging.LogRecord) -> bool:
+    """aiosmtpd 1.4 sets its own deprecated ``Session.login_data`` on every AUTH and warns about it."""
+    return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
 def cmd_serve(settings: Settings, args) -> int:
-    from .serve import serve
+    from .serve import StartupError, serve
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # aiosmtpd logs every command line at INFO/DEBUG, AUTH credentials included: never below WARNING.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").addFilter(_no_login_data_warning)
     try:
         asyncio.run(serve(settings))
+    except StartupError as exc:
+        print(f"起動できません: {exc}", file=sys.stderr)
+        return 1
     except policy_mod.PolicyError as exc:
         print(f"ポリシーエラーのため起動できません (policy error):\n{exc}", file=sys.stderr)
         return 1

@@ -68,7 +68,7 @@ async def scan_file(raw: bytes, settings: Settings, policy: Policy, *, rcpts: li
     routes = routing.routes(message.envelope.rcpt_tos, policy)
     db = AsyncStore(Store(settings.db_path, readonly=True)) if settings.db_path.exists() else None
     try:
-        facts = await FactGatherer(settings, db or _NoHistory(), dns=not offline).gather([routes], policy)
+        facts = await FactGatherer(settings, db or _NoHistory(), dns=settings.dns_checks and not offline).gather([routes], policy)
     finally:
         if db is not None:
             db.close()

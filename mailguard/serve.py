@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 
 import uvicorn
 
@@ -98,8 +99,35 @@ async def _start_download(settings: Settings, db: AsyncStore):
     return server
 
 
+class StartupError(Exception):
+    """Something outside mailguard stops it from starting; ``str()`` is one Japanese line."""
+
+
+def open_store(settings: Settings) -> Store:
+    try:
+        return Store(settings.db_path)
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StartupError(f"データディレクトリ {settings.data_dir.resolve()} に書き込めません ({reason})。"
+                           "MAILGUARD_DATA_DIR と、その持ち主・権限を確認してください。") from None
+
+
+def _announce(settings: Settings) -> None:
+    """What an admin must know at start: who may relay without AUTH, where notices come from."""
+    log.info("trusted networks (relay without AUTH): %s (MAILGUARD_TRUSTED_NETWORKS)",
+             ", ".join(str(n) for n in settings.trusted_networks) or "none")
+    name = settings.hostname.lower().rstrip(".")
+    if "." not in name or name.endswith((".localdomain", ".local", ".internal")) or name.startswith("localhost"):
+        log.warning("MAILGUARD_HOSTNAME is %r, not a real name: notices and DSNs come from postmaster@%s and "
+                    "may be refused or unreadable. Set MAILGUARD_HOSTNAME (e.g. mailguard.sakura-kaigo.jp)",
+                    settings.hostname, settings.hostname)
+    if not settings.dns_checks:
+        log.warning("DNS checks are off (MAILGUARD_DNS_CHECKS=false): domains that do not exist are not caught")
+
+
 async def serve(settings: Settings) -> None:
-    store = Store(settings.db_path)
+    store = open_store(settings)
+    _announce(settings)
     for queue_id in store.recover():
         log.warning("%s: was being delivered when the last run stopped; will be tried again", queue_id)
     policies = PolicyWatcher(settings.policies_dir)

@@ -59,6 +59,18 @@ def _host_port(value: object) -> object:
     return HostPort.parse(value) if isinstance(value, str) else value
 
 
+def _network_hint(part: str) -> str:
+    """Why ``part`` is refused: above all an address with a mask (192.168.1.10/24), which would
+    silently trust the whole LAN."""
+    try:
+        whole = ipaddress.ip_network(part, strict=False)
+    except ValueError:
+        return f"{part!r} is not an IP network (e.g. 192.0.2.15/32 or 192.0.2.0/24)"
+    host = part.split("/")[0]
+    return (f"{part!r} has host bits set: for the one device write {host}/{whole.max_prefixlen}, "
+            f"for the whole network {whole}")
+
+
 class Settings(BaseSettings):
     """Everything the process reads from its environment, validated once at start."""
 
@@ -107,7 +119,10 @@ class Settings(BaseSettings):
     # earlier makes us retry a message the upstream has already accepted.
     upstream_data_timeout: float = Field(default=600.0, gt=0)
 
-    # Domain checks (RFC 5321 §5.1, RFC 7505). Empty: the system's resolv.conf.
+    # Domain checks (RFC 5321 §5.1, RFC 7505). Off: no DNS lookups and no domain findings (a try-out
+    # with the example domains of the shipped policies, which exist nowhere).
+    dns_checks: bool = True
+    # Empty: the system's resolv.conf.
     dns_servers: Annotated[list[HostPort], NoDecode] = []
     dns_timeout: float = Field(default=5.0, gt=0)   # per message, all lookups together
 
@@ -216,7 +231,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
-            return [ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()]
+            networks = []
+            for part in (p.strip() for p in value.split(",") if p.strip()):
+                try:
+                    networks.append(ipaddress.ip_network(part))
+                except ValueError:
+                    raise ValueError(_network_hint(part)) from None
+            return networks
         return value
 
     @field_validator("upstream_ca_file", "tls_cert", "tls_key", "upstream_username", mode="before")

@@ -10,7 +10,7 @@ from email.policy import SMTP
 
 import pytest
 
-from conftest import INTERNAL, REGISTERED, STAFF, send_raw
+from conftest import INTERNAL, REGISTERED, STAFF, send_raw, wait_for
 from documents import (BAD_MY_NUMBER, VALID_MY_NUMBER, XLSX, assessment_docx, care_plan_xlsx, cp932_csv,
                        message, referral_pdf)
 from mailguard.check.content.detect import detect
@@ -134,10 +134,12 @@ def test_an_image_is_reported_as_unscannable():
     assert "画像" in report.unscannable[0].reason
 
 
-def test_sensitive_attachment_to_a_first_time_partner_waits_for_approval(relay, upstream):
+def test_sensitive_attachment_waits_for_a_manager_only_when_the_partner_is_not_registered(relay, upstream):
     raw = message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(),
                                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")])
-    queue_id = send_raw(relay, [REGISTERED], raw)
+    registered = send_raw(relay, [REGISTERED], raw)      # a fresh store: never written to, but registered
+    assert relay.wait_decided(registered) == "delayed"
+    queue_id = send_raw(relay, ["someone@unknown-partner.example.com"], raw)
     assert relay.wait_decided(queue_id) == "awaiting_approval"
     assert "sensitive_data" in relay.findings(queue_id)
     show = relay.cli("queue", "show", queue_id).stdout
@@ -161,8 +163,10 @@ def test_scan_prints_classification_findings_and_decision_without_sending(make_r
                                           "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")]))
     out = relay.cli("scan", str(eml)).stdout
     assert "内容の分類: 要配慮個人情報" in out and "ケアプラン.xlsx: 要配慮個人情報" in out
-    assert out.index("[要配慮個人情報]") < out.index("[社外の宛先]")   # what drove it first
-    assert "判定: 承認待ち" in out
+    assert "[要配慮個人情報]" in out and "判定: 保留中 (送信待ち)" in out   # a registered partner: the hold
+    stranger = relay.cli("scan", str(eml), "--rcpt", "someone@unknown-partner.example.com").stdout
+    assert stranger.index("[アドレス帳に無い宛先]") < stranger.index("[社外の宛先]")   # what drove it first
+    assert "判定: 承認待ち" in stranger
     assert "0123456789" not in out and upstream.messages == []
 
 
@@ -182,14 +186,14 @@ def _zip_members(received, password: str) -> dict[str, bytes]:
 def test_care_plan_to_a_partner_with_an_agreed_key_arrives_as_an_aes_zip(relay, upstream):
     plan = care_plan_xlsx()
     queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", plan, XLSX)]))
-    assert relay.wait_decided(queue_id) == "awaiting_approval"   # sensitive data, first time
-    relay.cli("queue", "approve", queue_id, "--comment", "確認済み")
+    assert relay.wait_decided(queue_id) == "delayed"   # sensitive data to a registered partner: the hold
+    relay.cli("queue", "release", queue_id)
     [got] = upstream.wait_to(REGISTERED)
     assert _zip_members(got, "minato-agreed-key-2026") == {"ケアプラン.xlsx": plan}   # the original bytes
     body = got.message.get_body(("plain",)).get_content()
     assert "資料を送ります。" in body and "0x80004005" in body and "7-Zip" in body
     assert not any(p.get_filename() == "ケアプラン.xlsx" for p in got.message.iter_attachments())
-    time.sleep(0.5)
+    wait_for(lambda: relay.state(queue_id) == "delivered", what="delivered")   # its notices were queued before
     assert not any("パスワード" in str(m.message["Subject"]) for m in upstream.to(STAFF))   # agreed key: none
     assert "agreed key" in relay.cli("log", "--queue-id", queue_id).stdout
 
@@ -202,8 +206,8 @@ def test_without_an_agreed_key_only_the_sender_receives_the_password(relay, upst
     text = notice.message.get_body(("plain",)).get_content()
     password = next(line.split(":", 1)[1].strip() for line in text.splitlines() if "パスワード:" in line)
     assert len(password) == 16 and "PPAP" in text and partner in text
-    assert relay.wait_decided(queue_id) == "awaiting_approval"
-    relay.cli("queue", "approve", queue_id, "--comment", "確認済み")
+    assert relay.wait_decided(queue_id) == "delayed"
+    relay.cli("queue", "release", queue_id)
     [got] = upstream.wait_to(partner)
     assert _zip_members(got, password) == {"ケアプラン.xlsx": plan}
     everything_the_partner_got = b"".join(m.content for m in upstream.to(partner))

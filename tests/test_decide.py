@@ -54,10 +54,10 @@ def test_registered_external_is_delayed_by_the_hold():
     assert [f.code for f in v.findings] == ["external_recipient"]
 
 
-def test_registered_first_time_recipient_is_noted_and_still_only_delayed():
-    v = verdict_for(REGISTERED)
+def test_a_registered_partner_is_never_a_first_time_recipient():
+    v = verdict_for(REGISTERED)        # never written to before: registration is the verification
     assert v.action is Action.DELAY
-    assert sorted(f.code for f in v.findings) == ["external_recipient", "first_time_recipient"]
+    assert [f.code for f in v.findings] == ["external_recipient"]
 
 
 def test_unregistered_external_needs_approval_and_says_why_first():
@@ -167,13 +167,13 @@ def test_a_rule_raises_the_action_when_its_codes_occur_together(tmp_path):
     for name in ("organisation.toml", "address_book.toml"):
         (tmp_path / name).write_text((HERE / "policies" / name).read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "decision.toml").write_text(
-        '[[rules]]\nwhen = ["first_time_recipient", "domain_unverified"]\naction = "approval"\n', encoding="utf-8")
+        '[[rules]]\nwhen = ["external_recipient", "domain_unverified"]\naction = "approval"\n', encoding="utf-8")
     ruled = policy.load(tmp_path)
     facts = Facts(domains={"minato-hospital.example.jp": DomainStatus.UNKNOWN})
     both = decide(findings_for(message(REGISTERED), ruled, facts), ruled, received_at=0.0, hold_delay=300)
     assert both.action is Action.APPROVAL
-    known = Facts(delivered_before=frozenset({REGISTERED}), domains=facts.domains)
-    one = decide(findings_for(message(REGISTERED), ruled, known), ruled, received_at=0.0, hold_delay=300)
+    answered = Facts(domains={"minato-hospital.example.jp": DomainStatus.EXISTS})
+    one = decide(findings_for(message(REGISTERED), ruled, answered), ruled, received_at=0.0, hold_delay=300)
     assert one.action is Action.DELAY
 
 

@@ -56,7 +56,7 @@ def test_lookalike_names_the_registered_recipient_it_probably_meant():
 @pytest.mark.parametrize("rcpt, expected", [
     (f"colleague@{INTERNAL}", []),
     (f"colleague@mail.{INTERNAL}", []),                                       # internal subdomain
-    (REGISTERED, ["external_recipient", "first_time_recipient"]),
+    (REGISTERED, ["external_recipient"]),                                 # registered: never "first time"
     ("someone@unknown-partner.example.com", ["external_recipient", "unregistered_recipient", "first_time_recipient"]),
     ("tanaka@freemail.example.net", ["external_recipient", "unregistered_recipient", "first_time_recipient",
                                      "same_local_part_other_domain"]),

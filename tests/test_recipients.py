@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import INTERNAL, REGISTERED, send, wait_for
+from conftest import UNREGISTERED, INTERNAL, REGISTERED, send, wait_for
 
 GATEWAY = "fax.sakura-kaigo.example.jp"
 
@@ -44,13 +44,13 @@ def test_a_dns_timeout_does_not_hold_the_decision_forever(relay, upstream, dns_s
 
 
 def test_first_time_recipient_is_noted_only_the_first_time(relay, upstream):
-    first = send(relay, [REGISTERED])
+    first = send(relay, [UNREGISTERED])
     relay.wait_decided(first)
     assert "first_time_recipient" in relay.findings(first)
-    relay.act(first, "release", actor="test:staff")
-    upstream.wait_to(REGISTERED)
+    relay.act(first, "approve", "電話で確認済み")
+    upstream.wait_to(UNREGISTERED)
     wait_for(lambda: relay.state(first) == "delivered", what="delivered")
-    second = send(relay, [REGISTERED])
+    second = send(relay, [UNREGISTERED])
     relay.wait_decided(second)
     assert "first_time_recipient" not in relay.findings(second)
 

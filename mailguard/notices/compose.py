@@ -39,14 +39,16 @@ def _notice(message: QueuedMessage, subject: str, lines: list[str], settings: Se
     queue_id = new_queue_id()
     notice["Message-ID"] = make_msgid(idstring=queue_id, domain=settings.hostname)
     notice["Auto-Submitted"] = "auto-generated"    # RFC 3834
-    reference = message_id_ref(message.message_id)
-    if reference:
-        notice["In-Reply-To"] = reference
     notice.set_content("\n".join(["このメールは送信ゲートウェイ mailguard が自動で送信しています。", "", *lines]) + "\n",
                        charset="utf-8")
+    content = notice.as_bytes(policy=SMTP if message.envelope.mail_from.isascii() else SMTPUTF8)
+    reference = message_id_ref(message.message_id)
+    # Written raw: the email package folds a long msg-id into RFC 2047 words, which breaks threading.
+    if reference and reference.isascii() and len(reference) < 900:
+        content = f"In-Reply-To: {reference}\r\nReferences: {reference}\r\n".encode() + content
     return Submission(queue_id=queue_id, envelope=Envelope("", (message.envelope.mail_from,),
                                                                 smtputf8=not message.envelope.mail_from.isascii()),
-                      content=notice.as_bytes(policy=SMTP if message.envelope.mail_from.isascii() else SMTPUTF8),
+                      content=content,
                       auth_user=None, client_addr="127.0.0.1",
                       helo=settings.hostname, message_id=notice["Message-ID"], subject=str(notice["Subject"]),
                       origin=Origin.NOTICE)

@@ -75,7 +75,7 @@ class QueueManager:
         self._decisions: set[asyncio.Task] = set()
         # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
         self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
-        self.facts = FactGatherer(settings, db)
+        self.facts = FactGatherer(settings, db, dns=settings.dns_checks)
         self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
                                         settings.inspect_max_memory)
         # assess (transform grows with the parts) runs on its own threads, never on the loop,

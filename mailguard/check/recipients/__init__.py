@@ -61,7 +61,7 @@ def recipient_findings(r: Route, policy: Policy, facts: Facts,
     if not registered:
         found.append(F.UNREGISTERED_RECIPIENT.finding(
             rcpt, f"アドレス帳に登録されていない社外の宛先です: {rcpt}。宛先に誤りがないか、管理者の確認が必要です。"))
-    if not known:
+    if not known and not registered:   # registration is the verification: a registered partner is no stranger
         found.append(F.FIRST_TIME_RECIPIENT.finding(rcpt, f"この宛先に送るのは初めてです: {rcpt}。"))
     if not registered and not known:
         found += lookalike.recipient_lookalikes(rcpt, pool)
