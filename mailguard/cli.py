@@ -21,7 +21,7 @@ from datetime import datetime
 
 from . import policy as policy_mod
 from .address import validate_address
-from .model import FINAL_STATES, STATE_LABELS, QueuedMessage, State
+from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
 from .store import Store, TransitionError
@@ -307,7 +307,9 @@ def cmd_log(settings: Settings, args) -> int:
             print(json.dumps({"seq": seq, **e.__dict__}, ensure_ascii=False, default=list))
             continue
         who = f" by {e.actor}" if e.actor != "system" else ""
-        print(f"{_when(e.at, settings)} #{seq} {e.queue_id or '-'} {e.event}{who} state={e.state or '-'}"
+        state = STATE_LABELS.get(e.state, e.state) if e.state else "-"
+        print(f"{_when(e.at, settings)} #{seq} {e.queue_id or '-'} {EVENT_LABELS.get(e.event, e.event)} ({e.event}){who}"
+              f" 状態={state}"
               f" from=<{e.mail_from or ''}> user={e.auth_user or '-'} to={','.join(e.recipients)}"
               + (f" reply={e.reply!r}" if e.reply else "")
               + (f" findings={','.join(f['code'] for f in e.findings)}" if e.findings else "")

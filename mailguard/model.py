@@ -42,6 +42,19 @@ STATE_LABELS = {
 }
 
 
+# Send-log events as people read them (console history, CLI).
+EVENT_LABELS = {
+    "accepted": "受付", "decided": "判定", "released": "送信を開始 (保留の終了・今すぐ送信)", "approved": "承認",
+    "rejected": "却下", "cancelled": "取り消し", "delivery": "配送", "delivery_error": "配送中のエラー",
+    "expired": "保管期限切れ", "recovered": "再起動後に配送をやり直し", "escalated": "上位の承認者へ通知",
+    "approval_requested": "承認者へ通知", "reminded": "承認者へ再通知", "confirmed": "送信者が確認",
+    "approval_recorded": "承認 (あと1人の承認が必要)",
+    "link_viewed": "リンクのページを表示", "link_downloaded": "ダウンロード", "link_passcode_failed": "パスコード誤り",
+    "link_locked": "リンクをロック", "link_revoked": "リンクを無効化", "link_expired": "リンクの期限切れ",
+    "link_withdrawn": "リンクを無効化 (未送信)",
+}
+
+
 class RecipientStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"

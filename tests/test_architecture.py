@@ -111,5 +111,5 @@ def test_the_decision_table_is_checked_against_the_catalogue(tmp_path):
     (tmp_path / "organisation.toml").write_text('[organisation]\nname = "x"\ninternal_domains = ["x.example"]\n')
     (tmp_path / "decision.toml").write_text('[[rules]]\nwhen = ["first_time_recipent", "personal_data"]\n'
                                             'action = "approval"\n')
-    with pytest.raises(policy.PolicyError, match="did you mean 'first_time_recipient'"):
+    with pytest.raises(policy.PolicyError, match="「first_time_recipient」の書き間違いではありませんか"):
         policy.load(tmp_path)

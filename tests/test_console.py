@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -26,6 +27,14 @@ def console(make_relay):
     return relay
 
 
+CODES_AND_STATES = re.compile(r"\b(?:[a-z]+_[a-z_]+|awaiting|delayed|delivered|incoming|ready|deferred)\b")
+
+
+def assert_no_codes(text: str) -> None:
+    """What staff and managers read is Japanese: no finding code, no English state."""
+    assert not CODES_AND_STATES.findall(text), CODES_AND_STATES.findall(text)
+
+
 def login(page, relay, user: str) -> None:
     page.goto(relay.web + "/login")
     page.fill("input[name=username]", user)
@@ -39,19 +48,29 @@ def test_manager_approves_a_held_message_and_it_arrives(console, upstream, page)
     assert console.wait_decided(queue_id) == "awaiting_approval"
     login(page, console, "boss")
     page.click("text=退院前カンファレンスのご案内")
-    assert "承認待ち" in page.inner_text("p.state")
+    assert "管理者の確認待ちです" in page.inner_text("p.state")
     assert "アドレス帳に登録されていない" in page.inner_text("section.findings")
+    assert_no_codes(page.inner_text("main"))
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "approval-page.png"), full_page=True)
     page.fill("form[action$='/approve'] input[name=comment]", "電話で宛先を確認しました")
     page.click("button.approve")
     assert "承認しました" in page.inner_text("p.done")
+    assert "承認 (boss): 「電話で宛先を確認しました」" in page.inner_text("section.history")   # who and why
+    assert "送信を取り消す" not in page.inner_text("main")                               # on its way now
     upstream.wait_to(UNREGISTERED, timeout=5)
     log = console.cli("log", "--queue-id", queue_id).stdout
-    assert "approved by web:boss" in log and "電話で宛先を確認しました" in log
+    assert "承認 (approved) by web:boss" in log and "電話で宛先を確認しました" in log
     wait_for(lambda: any("承認されました" in str(m.message["Subject"]) and "電話で宛先を確認しました"
                          in m.message.get_body(("plain",)).get_content() for m in upstream.to(STAFF)),
              what="the sender told of the approval")
+
+
+def test_a_manager_opening_admin_gets_a_japanese_page(console, page):
+    login(page, console, "boss")
+    response = page.goto(console.web + "/admin")
+    assert response.status == 403 and "権限がありません" in page.inner_text("main")
+    assert "detail" not in page.content()
 
 
 def test_manager_must_give_a_reason_to_reject(console, upstream, page):
@@ -164,7 +183,7 @@ def test_admin_adds_a_fax_number_through_the_form_and_the_policy_file_changes(ad
     assert "06-6123-4567 — 北地域包括支援センター" in page.inner_text("#fax-entries")
     after = book.read_text(encoding="utf-8")
     assert after.startswith(before.rstrip("\n")[:200]) and 'organisation = "北地域包括支援センター"' in after
-    assert "policy_changed by web:kanri" in relay.cli("log").stdout
+    assert "(policy_changed) by web:kanri" in relay.cli("log").stdout
     # In force at once: a FAX to the new number is a registered one (only the hold applies).
     queue_id = send(relay, ["0661234567@fax.sakura-kaigo.example.jp"])
     assert relay.wait_decided(queue_id) == "delayed"
@@ -231,7 +250,7 @@ def test_the_held_notice_link_cancels_without_login_once(console, upstream, page
     page.click("button.cancel")
     assert "送信を取り消しました" in page.inner_text("p.done")
     assert console.state(queue_id) == "cancelled"
-    assert "cancelled by link:" in console.cli("log", "--queue-id", queue_id).stdout
+    assert "(cancelled) by link:" in console.cli("log", "--queue-id", queue_id).stdout
     page.goto(link)
     token = page.input_value("input[name=csrf_token]") if page.locator("input[name=csrf_token]").count() else ""
     again = page.request.post(link, form={"csrf_token": token or "x"})

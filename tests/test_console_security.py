@@ -185,7 +185,7 @@ def test_a_manager_cannot_approve_their_own_message_and_another_manager_can(make
     done = other.post(f"/messages/{queue_id}/approve", form={"comment": "電話で宛先を確認", "csrf_token": token})
     assert done.status == 303
     upstream.wait_to(UNREGISTERED)
-    assert "approved by web:nishi" in relay.cli("log", "--queue-id", queue_id).stdout
+    assert "(approved) by web:nishi" in relay.cli("log", "--queue-id", queue_id).stdout
 
 
 def test_csv_export_neutralises_formula_cells(console):

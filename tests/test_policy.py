@@ -61,7 +61,7 @@ def test_serve_refuses_to_start_on_a_broken_policy(make_relay):
     (relay.policies / "organisation.toml").write_text("[organisation\nname = 1\n", encoding="utf-8")
     result = relay.cli("serve", check=False)
     assert result.returncode == 1
-    assert "organisation.toml:1: TOML syntax error" in result.stderr
+    assert "organisation.toml:1: TOML の書き方の誤り" in result.stderr
 
 
 def test_policy_check_accepts_the_shipped_examples():
@@ -72,16 +72,17 @@ def test_policy_check_accepts_the_shipped_examples():
 
 @pytest.mark.parametrize("files, expected", [
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = []\n'},
-     "organisation.toml:3: organisation.internal_domains: List should have at least 1 item"),
+     "organisation.toml:3: organisation.internal_domains: 短すぎます (最小 1)"),
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = ["a.example.jp"]\n',
       "decision.toml": '[actions]\nexternal_recipient = "delay"\nunregistred_recipient = "approval"\n'},
-     "decision.toml:3: actions.unregistred_recipient: Extra inputs are not permitted"),
+     "decision.toml:3: actions.unregistred_recipient: 知らない項目「unregistred_recipient」です。"
+     "「unregistered_recipient」の書き間違いではありませんか"),
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = ["a.example.jp"]\n[hold]\ndelay = 5\n'},
-     "organisation.toml:5: hold.delay: Extra inputs are not permitted"),
+     "organisation.toml:5: hold.delay: 知らない項目「delay」です。「delay_seconds」の書き間違いではありませんか"),
     ({"organisation.toml": '[organisation]\nname = "x"\ninternal_domains = ["a.example.jp"]\n',
       "adress_book.toml": ""},
-     "adress_book.toml: unknown policy file"),
-    ({"address_book.toml": ""}, "organisation.toml: required policy file is missing"),
+     "adress_book.toml: 知らないポリシーファイルです"),
+    ({"address_book.toml": ""}, "organisation.toml: 必須のポリシーファイルがありません"),
 ])
 def test_errors_name_file_line_key_and_reason(tmp_path, files, expected):
     for name, text in files.items():

@@ -101,9 +101,9 @@ def test_fax_numbers(written, expected, suggestion):
 
 def test_swapped_fax_digits_are_described_as_swapped():
     [mistyped] = [f for f in findings(f"0312345687@{GATEWAY}") if f.code == "fax_number_mistyped"]
-    assert "入れ替わっています" in mistyped.text
+    assert "9桁目と10桁目が入れ替わっています (登録は「78」、入力は「87」)" in mistyped.text
     [off] = [f for f in findings(f"0312345679@{GATEWAY}") if f.code == "fax_number_mistyped"]
-    assert "1桁だけ違います" in off.text
+    assert "10桁目だけが違います (登録は「8」、入力は「9」)" in off.text
 
 
 FAMILIES = [f"family{i}@{d}" for i, d in enumerate(

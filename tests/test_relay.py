@@ -223,7 +223,7 @@ def test_cli_shows_approves_and_verifies_the_log(relay, upstream):
     relay.cli("queue", "approve", queue_id, "--comment", "電話で確認済み")
     upstream.wait_to(UNREGISTERED)
     log = relay.cli("log", "--queue-id", queue_id).stdout
-    assert "approved by cli:" in log and "電話で確認済み" in log
+    assert "(approved) by cli:" in log and "電話で確認済み" in log
     assert f"nurse@{INTERNAL}" in relay.cli("log", "--sender", f"nurse@{INTERNAL}").stdout
     assert relay.cli("log", "--sender", f"clerk@{INTERNAL}").stdout == ""
     assert "chain intact" in relay.cli("log", "--verify").stdout

@@ -28,14 +28,18 @@ from email.policy import default
 from pathlib import Path
 
 from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from .. import tokens
 from ..check.content.mime import attachment_name
-from ..model import FINAL_STATES, HELD_STATES, STATE_LABELS, QueuedMessage, State
+from ..findings import CATALOGUE
+from ..findings import label as finding_label
+from ..model import EVENT_LABELS, FINAL_STATES, HELD_STATES, STATE_LABELS, QueuedMessage, State
 from ..policy import PolicyWatcher
 from ..qmgr.actions import ActionRefused, act
 from ..settings import Settings
@@ -49,6 +53,13 @@ from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, 
 
 HERE = Path(__file__).parent
 
+ERRORS = {
+    401: ("ログインが必要です", "ログインの有効期限が切れたか、ログアウトしました。もう一度ログインしてください。"),
+    403: ("権限がありません", "このページを開く、またはこの操作をする権限がありません。必要なら管理者にお問い合わせください。"),
+    404: ("見つかりません", "お探しのページやメールは見つかりません。すでに処理されたか、あなたが見られないものです。"),
+    409: ("操作できません", ""),
+    405: ("操作できません", "この方法では操作できません。"),
+}
 ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今すぐ送信します", "approve": "承認しました",
                  "reject": "却下しました (送信者に通知します)",
                  "revoke-links": "ダウンロードリンクを無効にしました。相手はもうダウンロードできません。"}
@@ -64,13 +75,30 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
                               "ログインしたセッションの Cookie と、変更には X-CSRF-Token ヘッダーが必要です。")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(state_label=STATE_LABELS, when=lambda ts: _when(ts, settings),
-                                 recipient_label={"pending": "未送信", "delivered": "送信済み", "bounced": "不達"})
+                                 recipient_label={"pending": "未送信", "delivered": "送信済み", "bounced": "不達"},
+                                 finding_label=finding_label, event_label=EVENT_LABELS,
+                                 default_hold=settings.hold_delay)
     throttle = LoginThrottle()
     app.add_middleware(SecurityHeaders, hsts=settings.tls_cert is not None)
     app.add_middleware(SessionMiddleware, secret_key=session_key(settings.data_dir),
                        session_cookie="mailguard_session", max_age=SESSION_SECONDS, same_site="strict",
                        https_only=settings.tls_cert is not None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def japanese_errors(request: Request, exc: StarletteHTTPException):
+        """Pages answer errors in Japanese (the API keeps JSON): never a raw ``{"detail": …}`` to staff."""
+        if request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)
+        if exc.status_code == 401 and request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        title, text = ERRORS.get(exc.status_code, ("エラー", "処理できませんでした。もう一度お試しください。"))
+        if exc.status_code == 409:
+            text = str(exc.detail)   # TransitionError: already Japanese
+        # Never touches the session: a browser's parallel /favicon.ico 404 would otherwise rewrite the
+        # cookie of a login under way.
+        return templates.TemplateResponse(request, "error.html", {"user": None, "csrf": "", "title": title,
+                                                                  "text": text}, status_code=exc.status_code)
 
     async def live_user(session_id: str) -> dict | None:
         """The enabled user of a live server-side session, or None."""
@@ -105,7 +133,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         itself is enforced by ``act``)."""
         allow_self = policies.current.approval.allow_self_approval
         return page(request, "message.html", user, status, m=message, view=await asyncio.to_thread(_view, message),
-                    links=await db.links(message.queue_id),
+                    links=await db.links(message.queue_id), history=_history(await db.log(queue_id=message.queue_id)),
                     manager=user.role in ("manager", "admin"), own=own(user, message),
                     self_approval_refused=own(user, message) and not allow_self,
                     allow_send_now=policies.current.hold.allow_send_now, **context)
@@ -173,7 +201,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
             messages = [m for m in messages if time.time() - m.received_at >= older * 3600]
         return page(request, "list.html", user, messages=messages, manager=manager, now=time.time(),
                     filters={"state": state, "reason": reason, "sender": sender, "older": older},
-                    states=STATE_LABELS, reasons=sorted({f.code for m in messages for f in m.findings}),
+                    states=STATE_LABELS, reasons={c: CATALOGUE[c].label for c in sorted({f.code for m in messages for f in m.findings}) if c in CATALOGUE},
                     allow_send_now=policies.current.hold.allow_send_now)
 
     @app.get("/messages/{queue_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -246,6 +274,23 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
     add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,
                    lambda: policies.current.approval.allow_self_approval)
     return app
+
+
+HISTORY = ("decided", "released", "approved", "approval_recorded", "rejected", "cancelled", "confirmed",
+           "delivery", "expired", "approval_requested", "escalated", "reminded", "link_downloaded", "link_revoked",
+           "link_locked")
+
+
+def _history(entries) -> list[dict]:
+    """Who did what to a message, when, with their comment: the send log, in people's words."""
+    rows = []
+    for _, e in entries:
+        if e.event not in HISTORY:
+            continue
+        who = e.actor.split(":", 1)[1] if ":" in e.actor else ("mailguard" if e.actor == "system" else e.actor)
+        rows.append({"at": e.at, "what": EVENT_LABELS.get(e.event, e.event), "who": who,
+                     "comment": (e.detail or {}).get("comment", ""), "event": e.event})
+    return rows
 
 
 def _when(ts: float | None, settings: Settings) -> str:

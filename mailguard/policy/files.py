@@ -117,8 +117,8 @@ class FaxFile(_Strict):
 def _known_code(code: str) -> str:
     if code not in F.CATALOGUE:
         close = difflib.get_close_matches(code, F.CATALOGUE, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(F.CATALOGUE)}"
-        raise ValueError(f"unknown finding code {code!r}{hint}")
+        hint = f"。「{close[0]}」の書き間違いではありませんか" if close else f" (使える名前: {', '.join(sorted(F.CATALOGUE))})"
+        raise ValueError(f"知らない検査結果の名前「{code}」です{hint}")
     return code
 
 
@@ -127,7 +127,7 @@ FindingCode = Annotated[str, AfterValidator(_known_code)]
 
 def _needs_manager(action: Action | None) -> Action | None:
     if action is not None and action.rank < Action.APPROVAL.rank:
-        raise ValueError("must be 'approval' or 'reject': it is never released without a manager")
+        raise ValueError("\"approval\" か \"reject\" にしてください (管理者の確認なしには送らない事項です)")
     return action
 
 

@@ -5,6 +5,7 @@ Unknown ``*.toml`` names are an error, so a misspelt file is never silently igno
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -28,20 +29,20 @@ class PolicyError(Exception):
 def load(directory: Path) -> Policy:
     """Read and validate every policy file in ``directory``. Raises PolicyError."""
     if not directory.is_dir():
-        raise PolicyError([f"{directory}: policy directory not found (MAILGUARD_POLICIES_DIR)"])
+        raise PolicyError([f"{directory}: ポリシーのディレクトリがありません (MAILGUARD_POLICIES_DIR)"])
     problems: list[str] = []
     parsed: dict[str, _Strict] = {}
     roster = load_roster(directory / ROSTER_FILE, problems) if (directory / ROSTER_FILE).exists() else None
     for path in sorted(directory.glob("*.toml")):
         if path.name not in FILES:
-            problems.append(f"{path}: unknown policy file (expected one of: {', '.join(FILES)})")
+            problems.append(f"{path}: 知らないポリシーファイルです (使えるのは {', '.join(FILES)})")
             continue
         model = _load_file(path, FILES[path.name], problems)
         if model is not None:
             parsed[path.name] = model
     for name in REQUIRED:
         if not (directory / name).exists():
-            problems.append(f"{directory / name}: required policy file is missing")
+            problems.append(f"{directory / name}: 必須のポリシーファイルがありません")
     if problems:
         raise PolicyError(problems)
     return Policy.build(
@@ -57,7 +58,7 @@ def _load_file(path: Path, model: type[_Strict], problems: list[str]) -> _Strict
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
+        problems.append(f"{path}: 読めません: {exc}")
         return None
     try:
         data = tomllib.loads(text)
@@ -65,7 +66,7 @@ def _load_file(path: Path, model: type[_Strict], problems: list[str]) -> _Strict
         # tomllib's message ends with "(at line N, column M)"
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         where = f":{match.group(1)}" if match else ""
-        problems.append(f"{path}{where}: TOML syntax error: {exc}")
+        problems.append(f"{path}{where}: TOML の書き方の誤り: {exc}")
         return None
     try:
         return model.model_validate(data)
@@ -74,9 +75,47 @@ def _load_file(path: Path, model: type[_Strict], problems: list[str]) -> _Strict
             loc = tuple(err["loc"])
             line = locate(text, loc)
             where = f":{line}" if line else ""
-            reason = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}{where}: {_dotted(loc)}: {reason}")
+            problems.append(f"{path}{where}: {_dotted(loc)}: {_japanese(err, model)}")
         return None
+
+
+def _vocabulary(model: type) -> set[str]:
+    """Every key the policy files know, for "did you mean"."""
+    names: set[str] = set()
+    stack = [model]
+    while stack:
+        current = stack.pop()
+        for name, field in getattr(current, "model_fields", {}).items():
+            names.add(name)
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(arg, type) and hasattr(arg, "model_fields") and arg not in stack:
+                    stack.append(arg)
+    return names
+
+
+def _japanese(err: dict, model: type) -> str:
+    """A pydantic error as an admin reads it: in Japanese, with the key and a suggestion."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        known = sorted(_vocabulary(model))
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6) or [k for k in known if k.startswith(key)][:1]
+        return f"知らない項目「{key}」です" + (f"。「{close[0]}」の書き間違いではありませんか" if close else "")
+    if kind == "missing":
+        return "必須の項目がありません"
+    if kind == "literal_error":
+        return f"値は次のどれかにしてください: {ctx.get('expected', '')} (いまの値: {err.get('input')!r})"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), "")
+        return {"greater_than_equal": f"{bound} 以上", "greater_than": f"{bound} より大きい値",
+                "less_than_equal": f"{bound} 以下", "less_than": f"{bound} より小さい値"}[kind] + "にしてください"
+    if kind in ("string_too_short", "too_short"):
+        return f"短すぎます (最小 {ctx.get('min_length', '?')})"
+    if kind in ("string_too_long", "too_long"):
+        return f"長すぎます (最大 {ctx.get('max_length', '?')})"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"値の形式が違います (いまの値: {err.get('input')!r})"
+    return err["msg"].removeprefix("Value error, ")
 
 
 def _dotted(loc: tuple) -> str:

@@ -67,6 +67,19 @@ def _digits(e164: str) -> str:
     return str(phonenumbers.parse(e164, None).national_number)
 
 
+def _difference(typed: str, registered: str) -> str:
+    """Which digits differ, counted from the left of the number as staff write it (03-1234-5678)."""
+    diff = [i for i, (a, b) in enumerate(zip(typed, registered)) if a != b]
+    if len(typed) == len(registered) and len(diff) == 2 and diff[1] == diff[0] + 1:
+        i, j = diff
+        return (f"{i + 1}桁目と{j + 1}桁目が入れ替わっています (登録は「{registered[i]}{registered[j]}」、"
+                f"入力は「{typed[i]}{typed[j]}」)")
+    if len(typed) == len(registered) and len(diff) == 1:
+        i = diff[0]
+        return f"{i + 1}桁目だけが違います (登録は「{registered[i]}」、入力は「{typed[i]}」)"
+    return "1桁多いか少ないです" if len(typed) != len(registered) else "1桁だけ違います"
+
+
 def fax_findings(recipient: Route, policy: Policy) -> list[Finding]:
     """Findings for one FAX route: registered → none; near a registered number →
     ``fax_number_mistyped``; otherwise ``unregistered_fax`` or ``fax_number_invalid``."""
@@ -80,8 +93,7 @@ def fax_findings(recipient: Route, policy: Policy) -> list[Finding]:
         mine, theirs = _digits(recipient.fax_e164), _digits(entry.number)
         if OSA.distance(mine, theirs) == 1:
             meant = fax_display(entry.number)
-            how = "隣り合う2桁が入れ替わっています" if len(mine) == len(theirs) and sorted(mine) == sorted(theirs) \
-                else "1桁だけ違います"
+            how = _difference("".join(c for c in shown if c.isdigit()), "".join(c for c in meant if c.isdigit()))
             return [F.FAX_NUMBER_MISTYPED.finding(
                 recipient.address,
                 f"FAX 番号 {shown} は登録済みの {meant} ({entry.organisation}) と比べて{how}。"
