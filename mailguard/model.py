@@ -18,6 +18,7 @@ class State(StrEnum):
 
     INCOMING = "incoming"                    # accepted (250 sent), not yet inspected
     DELAYED = "delayed"                      # hold: waits for release_at; sender may cancel
+    AWAITING_CONFIRMATION = "awaiting_confirmation"  # waits for its sender to confirm (self-check)
     AWAITING_APPROVAL = "awaiting_approval"  # waits for a manager
     READY = "ready"                          # due for delivery now (Postfix "active")
     DELIVERING = "delivering"                # a delivery attempt is under way
@@ -30,12 +31,14 @@ class State(StrEnum):
 
 FINAL_STATES = frozenset({State.DELIVERED, State.CANCELLED, State.REJECTED, State.BOUNCED})
 # States from which a person (sender, manager, admin) may still stop the message.
-HELD_STATES = frozenset({State.INCOMING, State.DELAYED, State.AWAITING_APPROVAL, State.READY, State.DEFERRED})
+HELD_STATES = frozenset({State.INCOMING, State.DELAYED, State.AWAITING_CONFIRMATION, State.AWAITING_APPROVAL,
+                         State.READY, State.DEFERRED})
 
 
 # How people see the states (console, CLI, notices): plain Japanese, never the code.
 STATE_LABELS = {
-    State.INCOMING: "検査中", State.DELAYED: "保留中 (送信待ち)", State.AWAITING_APPROVAL: "承認待ち",
+    State.INCOMING: "検査中", State.DELAYED: "保留中 (送信待ち)", State.AWAITING_CONFIRMATION: "送信者の確認待ち",
+    State.AWAITING_APPROVAL: "承認待ち",
     State.READY: "送信準備中", State.DELIVERING: "送信中", State.DEFERRED: "再送待ち",
     State.DELIVERED: "送信済み", State.CANCELLED: "取り消し済み", State.REJECTED: "却下",
     State.BOUNCED: "不達",
@@ -78,6 +81,7 @@ class Action(StrEnum):
 
     DELIVER = "deliver"
     DELAY = "delay"
+    CONFIRM = "confirm"     # the sender checks the reasons and confirms (自己確認), no manager needed
     APPROVAL = "approval"
     REJECT = "reject"
 

@@ -4,8 +4,9 @@ A token names one queue id and one random nonce, signed with the installation's
 key (``<data_dir>/console.key``, also the session key) by itsdangerous, for one
 purpose (a cancel token never revokes, nor the other way round), and expires
 (the caller says when). It is single-use: ``Store.use_token`` records the nonce
-the moment it is spent. It only ever allows a cancel or a revocation: actions
-that cannot send anything anywhere.
+the moment it is spent. It allows a cancel, a revocation (actions that cannot send
+anything anywhere), or the sender's own confirmation of a message held for their
+self-check (confirm), which only the sender receives.
 
 The key file is 0600 in a 0700 data directory whatever the umask, and appears
 whole or not at all (two processes starting at once read the same key).
@@ -22,7 +23,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .store import private_dir
 
-SALTS = {"cancel": "mailguard-cancel-link", "revoke": "mailguard-revoke-link"}
+SALTS = {"cancel": "mailguard-cancel-link", "revoke": "mailguard-revoke-link", "confirm": "mailguard-confirm-link"}
 
 
 def installation_key(data_dir: Path) -> str:

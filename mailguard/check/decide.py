@@ -25,6 +25,7 @@ from ..policy import Policy
 STATE_FOR = {
     Action.DELIVER: State.READY,
     Action.DELAY: State.DELAYED,
+    Action.CONFIRM: State.AWAITING_CONFIRMATION,
     Action.APPROVAL: State.AWAITING_APPROVAL,
     Action.REJECT: State.REJECTED,
 }

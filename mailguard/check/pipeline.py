@@ -38,7 +38,7 @@ from .transform import Transformed, protection_needed, transform
 
 log = logging.getLogger("mailguard.check")
 
-HELD = (State.DELAYED, State.AWAITING_APPROVAL)
+HELD = (State.DELAYED, State.AWAITING_CONFIRMATION, State.AWAITING_APPROVAL)
 STAGE_LABELS = {"inspect": "検査", "decide": "判定", "transform": "送信前の変換 (添付ファイルの暗号化など)",
                 "notice": "送信者への通知の作成", "store": "判定結果の保存",
                 "password": "暗号化した添付ファイルのパスワードやダウンロードのパスコードの通知"}
@@ -99,6 +99,9 @@ def assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, fa
         failures.append(_failed(message, "transform", exc))
         return held_for_failure(message, "transform", verdict.findings, tuple(failures))
     state = STATE_FOR[verdict.action]
+    if state is State.AWAITING_CONFIRMATION and not (message.envelope.mail_from and settings.console_url
+                                                     and policy.hold.notify_sender):
+        state = State.AWAITING_APPROVAL   # a sender who cannot be asked cannot confirm: a manager looks instead
     notices: list[Submission] = []
     secret = transformed.password or transformed.passcode
     if secret is not None and state is not State.REJECTED:

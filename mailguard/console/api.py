@@ -70,7 +70,7 @@ def _out(m: QueuedMessage) -> MessageOut:
     )
 
 
-def add_api_routes(app: FastAPI, settings, store, db, current_user, csrf_ok, may_see, permitted,
+def add_api_routes(app: FastAPI, settings, store, db, current_user, csrf_ok, may_see, permitted, approvals_required,
                    allow_self_approval) -> None:
     async def user_of(request: Request):
         user = await current_user(request)
@@ -109,23 +109,24 @@ def add_api_routes(app: FastAPI, settings, store, db, current_user, csrf_ok, may
                          409: {"description": "not in a state that allows it"},
                          422: {"description": "refused: detail gives the reason in Japanese "
                                               "(no comment, too long a comment, one's own message)"}})
-    async def perform(request: Request, queue_id: str, action: Literal["cancel", "release", "approve", "reject"],
+    async def perform(request: Request, queue_id: str, action: Literal["cancel", "release", "approve", "reject", "confirm"],
                       body: ActionIn, x_csrf_token: str = Header("")):
-        """cancel (own), release = send now (own, if the policy allows), approve / reject (managers)."""
+        """cancel and confirm (own), release = send now (own, if the policy allows), approve / reject
+        (the managers of the message's group)."""
         if not csrf_ok(request, x_csrf_token):
             raise HTTPException(403, "CSRF token missing or wrong")
         user = await user_of(request)
         found = await db.get(queue_id)
         if found is None or not may_see(user, found):
             raise HTTPException(404, "not found")
-        if not permitted(user, action):
+        if not permitted(user, action, found):
             raise HTTPException(403, "not allowed")
         if any("\ud800" <= ch <= "\udfff" for ch in body.comment):   # JSON can carry lone surrogates; forms cannot
             raise HTTPException(422, "コメントに使えない文字が含まれています。入力し直してください。")
         try:
             done = await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}",
-                                           body.comment, user=user,
-                                           allow_self_approval=allow_self_approval())
+                                           body.comment, user=user, allow_self_approval=allow_self_approval(),
+                                           approvals_required=approvals_required(found))
         except ActionRefused as exc:
             raise HTTPException(422, str(exc)) from None
         except TransitionError as exc:

@@ -41,6 +41,7 @@ from ..findings import CATALOGUE
 from ..findings import label as finding_label
 from ..model import EVENT_LABELS, FINAL_STATES, HELD_STATES, STATE_LABELS, QueuedMessage, State
 from ..policy import PolicyWatcher
+from ..qmgr import approvers
 from ..qmgr.actions import ActionRefused, act
 from ..settings import Settings
 from ..store import AsyncStore, Store, TransitionError
@@ -48,6 +49,7 @@ from ..text import html_text
 from ..users import User, Verifier
 from .admin import add_admin_routes
 from .api import add_api_routes
+from .confirm import add_confirm_routes
 from .links import add_link_routes
 from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token, session_key
 
@@ -62,6 +64,7 @@ ERRORS = {
 }
 ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今すぐ送信します", "approve": "承認しました",
                  "reject": "却下しました (送信者に通知します)",
+                 "confirm": "確認しました。まもなく送信されます。",
                  "revoke-links": "ダウンロードリンクを無効にしました。相手はもうダウンロードできません。"}
 
 
@@ -125,24 +128,29 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         return message.auth_user == user.username or user.owns(message.envelope.mail_from)
 
     def may_see(user: User, message: QueuedMessage) -> bool:
-        return user.role in ("manager", "admin") or own(user, message)
+        """Staff their own; a manager their groups' mail (every message when there are no groups); admins all."""
+        return user.role == "admin" or own(user, message) or approvers.may_decide(policies.current, user, message)
 
     async def message_page(request: Request, user: User, message: QueuedMessage, status: int = 200,
                            **context) -> HTMLResponse:
         """A message's page; the approve form is not offered on one's own message (the rule
         itself is enforced by ``act``)."""
         allow_self = policies.current.approval.allow_self_approval
+        required = approvers.approvals_required(policies.current, message)
+        so_far = await db.approvals_of(message.queue_id) if required > 1 else ()
         return page(request, "message.html", user, status, m=message, view=await asyncio.to_thread(_view, message),
+                    decides=approvers.may_decide(policies.current, user, message), required=required, so_far=so_far,
                     links=await db.links(message.queue_id), history=_history(await db.log(queue_id=message.queue_id)),
                     manager=user.role in ("manager", "admin"), own=own(user, message),
                     self_approval_refused=own(user, message) and not allow_self,
                     allow_send_now=policies.current.hold.allow_send_now, **context)
 
-    def permitted(user: User, action: str) -> bool:
-        """Staff cancel (and send now, if the policy allows) their own; managers also approve and reject."""
-        manager = user.role in ("manager", "admin")
-        return {"cancel": True, "release": manager or policies.current.hold.allow_send_now,
-                "approve": manager, "reject": manager}.get(action, False)
+    def permitted(user: User, action: str, message: QueuedMessage) -> bool:
+        """Staff cancel (and send now, if the policy allows) and confirm their own; the managers of the
+        message's group (its approvers, stand-ins, escalation) and admins also approve and reject."""
+        decides = approvers.may_decide(policies.current, user, message)
+        return {"cancel": True, "release": decides or policies.current.hold.allow_send_now,
+                "approve": decides, "reject": decides, "confirm": own(user, message)}.get(action, False)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_form(request: Request):
@@ -225,12 +233,12 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         message = await db.get(queue_id)
         if message is None or not may_see(user, message):
             raise HTTPException(404, "not found")
-        if not permitted(user, action):
+        if not permitted(user, action, message):
             raise HTTPException(403, "not allowed")
         try:
             await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment,
-                                    user=user,
-                                    allow_self_approval=policies.current.approval.allow_self_approval)
+                                    user=user, allow_self_approval=policies.current.approval.allow_self_approval,
+                                    approvals_required=approvers.approvals_required(policies.current, message))
         except ActionRefused as exc:   # a broken rule or a comment it cannot take: the reason, in Japanese
             full = await db.get(queue_id, content=True)
             return await message_page(request, user, full or message, 400, error=str(exc))
@@ -271,7 +279,9 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
 
     add_admin_routes(app, store, db, policies, page, current_user, csrf_ok)
     add_link_routes(app, settings, store, db, page, current_user, csrf_ok, may_see)
+    add_confirm_routes(app, settings, store, db, page, csrf_ok)
     add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,
+                   lambda message: approvers.approvals_required(policies.current, message),
                    lambda: policies.current.approval.allow_self_approval)
     return app
 

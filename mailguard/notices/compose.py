@@ -28,12 +28,16 @@ from .. import tokens
 from ..model import Envelope, Origin, QueuedMessage, Submission, Verdict, new_queue_id
 from ..settings import Settings
 from . import dsn
+from ..findings import label
 from ..text import message_id_ref, one_line
 
-def _notice(message: QueuedMessage, subject: str, lines: list[str], settings: Settings) -> Submission:
+def _notice(message: QueuedMessage, subject: str, lines: list[str], settings: Settings,
+            to: str | None = None) -> Submission:
+    """A notice about ``message`` to its sender (or to ``to``: an approver)."""
+    to = to or message.envelope.mail_from
     notice = EmailMessage()
     notice["From"] = f"mailguard <postmaster@{settings.hostname}>"
-    notice["To"] = one_line(message.envelope.mail_from, 320)
+    notice["To"] = one_line(to, 320)
     notice["Subject"] = one_line(subject, 300)
     notice["Date"] = format_datetime(datetime.now(settings.zone))
     queue_id = new_queue_id()
@@ -41,13 +45,12 @@ def _notice(message: QueuedMessage, subject: str, lines: list[str], settings: Se
     notice["Auto-Submitted"] = "auto-generated"    # RFC 3834
     notice.set_content("\n".join(["このメールは送信ゲートウェイ mailguard が自動で送信しています。", "", *lines]) + "\n",
                        charset="utf-8")
-    content = notice.as_bytes(policy=SMTP if message.envelope.mail_from.isascii() else SMTPUTF8)
+    content = notice.as_bytes(policy=SMTP if to.isascii() else SMTPUTF8)
     reference = message_id_ref(message.message_id)
     # Written raw: the email package folds a long msg-id into RFC 2047 words, which breaks threading.
     if reference and reference.isascii() and len(reference) < 900:
         content = f"In-Reply-To: {reference}\r\nReferences: {reference}\r\n".encode() + content
-    return Submission(queue_id=queue_id, envelope=Envelope("", (message.envelope.mail_from,),
-                                                                smtputf8=not message.envelope.mail_from.isascii()),
+    return Submission(queue_id=queue_id, envelope=Envelope("", (to,), smtputf8=not to.isascii()),
                       content=content,
                       auth_user=None, client_addr="127.0.0.1",
                       helo=settings.hostname, message_id=notice["Message-ID"], subject=str(notice["Subject"]),
@@ -63,14 +66,20 @@ def held(message: QueuedMessage, verdict: Verdict, settings: Settings) -> Submis
     base = settings.console_url
     if not message.envelope.mail_from or base is None:
         return None
-    approval = verdict.release_at is None
+    confirm = verdict.action == "confirm"
+    approval = verdict.release_at is None and not confirm
     until = "管理者が確認するまで送信されません。" if approval else \
-        f"{_when(verdict.release_at, settings)} に送信されます (それまでは取り消せます)。"
+        f"{_when(verdict.release_at, settings)} に送信されます (それまでは取り消せます)。" if not confirm else \
+        "あなたが内容を確認して「送信する」を押すまで送信されません (期限までに確認がなければ取り消されます)。"
     reasons = [f"  ・{f.text}" + (f" → 本当は {f.suggestion} ではありませんか" if f.suggestion else "")
                for f in verdict.findings[:8]]
     link = f"{base}/t/{tokens.make(settings.data_dir, message.queue_id)}"
+    confirm_lines = ["理由を確かめ、宛先と内容に誤りがなければ、次のリンクを開いて「送信する」を押してください",
+                     "(ログイン不要、1回限り):", f"  {base}/c/{tokens.make(settings.data_dir, message.queue_id, 'confirm')}",
+                     ""] if confirm else []
     lines = [
-        f"お送りいただいたメールを{'保留し、管理者の承認を待っています' if approval else '送信前に保留しています'}。",
+        "お送りいただいたメールを" + ("保留し、管理者の承認を待っています" if approval else
+                                    "保留し、あなたの確認を待っています" if confirm else "送信前に保留しています") + "。",
         "",
         f"  件名:     {one_line(message.subject) or '(件名なし)'}",
         f"  宛先:     {', '.join(message.envelope.rcpt_tos)}",
@@ -82,14 +91,42 @@ def held(message: QueuedMessage, verdict: Verdict, settings: Settings) -> Submis
         "理由:",
         *reasons,
         "",
+        *confirm_lines,
         "宛先や内容に誤りがあれば、次のリンクから送信を取り消してください (ログイン不要、1回限り):",
         f"  {link}",
         "",
         "今すぐ送信する場合や詳しい内容は、確認画面でご確認ください (ログインが必要です):",
         f"  {base}/messages/{message.queue_id}",
     ]
-    kind = "承認待ち" if approval else "送信保留"
+    kind = "承認待ち" if approval else "確認してください" if confirm else "送信保留"
     return _notice(message, f"【mailguard】{kind}: {one_line(message.subject, 120) or '(件名なし)'}", lines, settings)
+
+
+def approval_request(message: QueuedMessage, verdict_findings, to: str, settings: Settings, *,
+                     step: str = "requested", waited: float = 0) -> Submission | None:
+    """To an approver: who sent what to whom, why (in plain words, with the address it probably
+    meant), how long it has waited, and the console link (login needed; phone-sized)."""
+    base = settings.console_url
+    if base is None or not to:
+        return None
+    reasons = [f"  ・{label(f.code)}: {f.text}" + (f" → 本当は {f.suggestion} ではありませんか" if f.suggestion else "")
+               for f in verdict_findings[:8]]
+    opening = {"requested": "次のメールが、あなたの承認を待っています。",
+               "reminded": "次のメールが、まだ承認を待っています。",
+               "escalated": "次のメールが、担当の承認者が決めないまま時間が過ぎたため、あなたの判断を待っています。"}[step]
+    lines = [
+        opening, "",
+        f"  送信者:   {message.envelope.mail_from or '<>'}" + (f" ({message.auth_user})" if message.auth_user else ""),
+        f"  宛先:     {', '.join(message.envelope.rcpt_tos)}",
+        f"  件名:     {one_line(message.subject) or '(件名なし)'}",
+        f"  受付日時: {_when(message.received_at, settings)}" + (f" (待ち時間 {int(waited // 60)} 分)" if waited else ""),
+        "", "理由:", *reasons, "",
+        "確認・承認・却下は確認画面で (ログインが必要です。スマートフォンでも使えます):",
+        f"  {base}/messages/{message.queue_id}",
+    ]
+    head = {"requested": "承認依頼", "reminded": "承認待ちの再通知", "escalated": "承認依頼 (上位)"}[step]
+    return _notice(message, f"【mailguard】{head}: {one_line(message.subject, 120) or '(件名なし)'}", lines, settings,
+                   to=to)
 
 
 def approved(message: QueuedMessage, actor: str, comment: str, settings: Settings) -> Submission | None:
@@ -172,6 +209,17 @@ def link_locked(message: QueuedMessage, recipient: str, settings: Settings) -> S
     ]
     return _notice(message, f"【mailguard】ダウンロードリンクをロックしました ({one_line(message.subject, 120) or '件名なし'})",
                    lines, settings)
+
+
+def cancelled(message: QueuedMessage, why: str, settings: Settings) -> Submission | None:
+    """The sender's message was cancelled for them (not confirmed in time)."""
+    if not message.envelope.mail_from:
+        return None
+    lines = [why, "", f"  件名:     {one_line(message.subject) or '(件名なし)'}",
+             f"  宛先:     {', '.join(message.envelope.rcpt_tos)}", f"  受付番号: {message.queue_id}", "",
+             "送る必要があれば、内容と宛先を確かめて、もう一度送信してください。"]
+    return _notice(message, f"【mailguard】取り消しました: {one_line(message.subject, 120) or '(件名なし)'}", lines,
+                   settings)
 
 
 def rejected(message: QueuedMessage, comment: str, settings: Settings) -> Submission | None:

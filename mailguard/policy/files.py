@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, field_validator
 
 from .. import findings as F
 from ..address import ascii_domain, fax_e164, validate_address
@@ -53,12 +53,41 @@ class HoldSection(_Strict):
 class ApprovalSection(_Strict):
     # A manager may approve their own held message (off: another manager must; 手引き 3-3 の複数人による確認).
     allow_self_approval: bool = False
+    # Seconds undecided before the next level (the group's escalate_to) is told; 0: never.
+    escalate_after: int = Field(default=1800, ge=0)
+    # Seconds undecided before on_timeout happens; 0: never (the queue lifetime still ends it).
+    approval_timeout: int = Field(default=86400, ge=0)
+    # "reject": refused with a notice to the sender; "keep": it keeps waiting.
+    on_timeout: Literal["reject", "keep"] = "reject"
+    # Seconds between reminders to the approvers while it waits; 0: none.
+    remind_every: int = Field(default=3600, ge=0)
+    # Finding codes that need two different approvers (the highest risks).
+    two_approvers: list[str] = []
+
+    @field_validator("two_approvers")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        return [_known_code(code) for code in value]
+    # Seconds the sender has to confirm a message held for their own check (action "confirm"); then cancelled.
+    confirm_timeout: int = Field(default=86400, gt=0)
+
+
+class GroupEntry(_Strict):
+    """A facility or team: whose mail (members) goes to whom (approvers, their stand-ins), and who
+    is told next when nobody decides (escalate_to). Members are user names or addresses."""
+
+    name: str = Field(min_length=1)
+    members: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(min_length=1)
+    stand_ins: list[str] = []
+    escalate_to: list[str] = []
 
 
 class OrganisationFile(_Strict):
     organisation: OrganisationSection
     hold: HoldSection = HoldSection()
     approval: ApprovalSection = ApprovalSection()
+    group: list[GroupEntry] = []
 
 
 AgreedKey = Annotated[str, Field(min_length=8, max_length=128)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..address import address_key
 from ..findings import DEFAULT_ACTIONS
 from ..model import Action
-from .files import (AddressBookFile, ApprovalSection, DecisionFile, DomainEntry, EmailEntry, EncryptionSection,
+from .files import (AddressBookFile, ApprovalSection, GroupEntry, DecisionFile, DomainEntry, EmailEntry, EncryptionSection,
                     ExposureSection, FaxEntry, FaxFile, FaxGateway, HoldSection, OrganisationFile,
                     OrganisationSection, ProtectionSection, Rule)
 from .roster import Roster
@@ -33,6 +33,7 @@ class Policy:
     fax_gateways: dict[str, FaxGateway] = field(default_factory=dict)
     roster: Roster = field(default_factory=lambda: Roster((), ()))
     approval: ApprovalSection = ApprovalSection()
+    groups: tuple[GroupEntry, ...] = ()
     _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
     _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
     _faxes: dict[str, FaxEntry] = field(default_factory=dict, repr=False)
@@ -42,7 +43,8 @@ class Policy:
               fax: FaxFile | None = None, roster: "Roster | None" = None) -> "Policy":
         return cls(
             roster=roster or Roster((), ()),
-            organisation=org.organisation, hold=org.hold, approval=org.approval, address_book=book,
+            organisation=org.organisation, hold=org.hold, approval=org.approval, groups=tuple(org.group),
+            address_book=book,
             actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},
             rules=tuple(decision.rules), exposure=decision.exposure, encryption=decision.encryption,
             protection=decision.protection,

@@ -4,11 +4,14 @@ The console pages, the JSON API and the CLI all call ``act``; none of them impor
 the pipeline. Rules (手引き チェックリスト3-3 4): 送信前の確認):
 
 - ``release`` (send now: delayed → ready), ``approve`` (awaiting_approval → ready),
+  ``confirm`` (the sender's own check: awaiting_confirmation → ready; only their own message),
   ``cancel`` (any state before delivery → cancelled), ``reject`` (→ rejected, DSN);
 - approving or rejecting needs a comment that says what was checked or why;
 - a manager does not approve their own message unless ``[approval]
   allow_self_approval`` says so (a second pair of eyes is the point);
-- approving tells the sender; rejecting sends them a DSN with the reason.
+- approving tells the sender; rejecting sends them a DSN with the reason;
+- where a finding needs two approvers (``[approval] two_approvers``), the first approval is
+  recorded and the message waits for a second, different approver.
 
 Raises ``ActionRefused`` (a Japanese reason) for a broken rule and
 ``store.TransitionError`` when the message is not in a state that allows it.
@@ -22,7 +25,7 @@ from ..settings import Settings
 from ..store import Store, TransitionError
 from ..users import User
 
-ACTIONS = ("release", "approve", "cancel", "reject")
+ACTIONS = ("release", "approve", "cancel", "reject", "confirm")
 MAX_COMMENT = 2000
 
 
@@ -59,10 +62,12 @@ def check(action: str, message: QueuedMessage, user: User | None, comment: str,
         raise ActionRefused("承認・却下にはコメント (確認した内容や理由) を入力してください。")
     if action == "approve" and not allow_self_approval and is_own(user, message):
         raise ActionRefused("自分が送ったメールは承認できません。ほかの管理者に承認を依頼してください。")
+    if action == "confirm" and user is not None and user.role != "admin" and not is_own(user, message):
+        raise ActionRefused("送信者本人だけが確認できます。")
 
 
 def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str, comment: str = "", *,
-        user: User | None = None, allow_self_approval: bool = False) -> QueuedMessage:
+        user: User | None = None, allow_self_approval: bool = False, approvals_required: int = 1) -> QueuedMessage:
     """Apply a person's ``action``; ``actor`` is how the log names them (``web:taro``,
     ``cli:root``), ``user`` their mailguard account (for the self-approval rule; None for
     the CLI's operator, who acts as the system's administrator).
@@ -72,8 +77,12 @@ def act(store: Store, settings: Settings, queue_id: str, action: str, actor: str
     if message is None:
         raise TransitionError(queue_id, None, action)
     check(action, message, user, comment, allow_self_approval)
+    if action == "approve" and approvals_required > 1:
+        who = user.username if user is not None else actor
+        if len(store.record_approval(queue_id, who, comment)) < approvals_required:
+            return store.get(queue_id)   # recorded; a second, different approver is still needed
     notice = None
-    if message.state in (State.DELAYED, State.AWAITING_APPROVAL):
+    if message.state in (State.DELAYED, State.AWAITING_CONFIRMATION, State.AWAITING_APPROVAL):
         if action == "reject":
             notice = compose.rejected(message, comment, settings)
         elif action == "approve":

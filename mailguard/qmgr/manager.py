@@ -12,7 +12,8 @@ another process made due (this is how CLI and console actions are seen):
 2. ``delayed`` whose hold has ended → ready;
 3. ``ready``, and ``deferred`` whose retry time has come → waiting for a slot;
 4. every 30 s at most: download links past MAILGUARD_LINK_LIFETIME, or whose message
-   ended unsent, are closed and their files removed (``Store.sweep_links``).
+   ended unsent, are closed and their files removed (``Store.sweep_links``); approvers are
+   reminded, escalated to, and undecided or unconfirmed holds time out (``holds``).
 
 Isolation: whatever fails for one message (its assessment, storing its verdict,
 its expiry) is logged with its queue id and that message alone is held or
@@ -43,6 +44,7 @@ from ..policy import Policy, PolicyWatcher
 from ..settings import Settings
 from ..smtp import Attempt, Deliverer
 from ..store import AsyncStore, LogEntry
+from . import holds
 from .settle import settle
 
 log = logging.getLogger("mailguard.qmgr")
@@ -51,6 +53,7 @@ INCOMING_BATCH = 100        # messages decided per scan, so dispatching is never
 RETRY_FAILED_DECISION = 60.0   # s before a message whose verdict could not be stored is tried again
 MAX_DECIDING = 2 * INCOMING_BATCH   # messages being decided at once (content scans queue in the pool)
 MAX_DECIDING_BYTES = 128 * 1024 * 1024   # and their content in memory together (past the first message)
+HOLD_SWEEP_INTERVAL = 30.0   # s at most between reminders, escalations and timeouts being looked for
 LINK_SWEEP_INTERVAL = 30.0   # s at most between closing expired links and removing their files
 DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
@@ -70,6 +73,7 @@ class QueueManager:
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
         self._next_link_sweep = 0.0
+        self._next_hold_sweep = 0.0
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
         self._deciding: dict[str, int] = {}              # queue id → size, for decisions under way
         self._decisions: set[asyncio.Task] = set()
@@ -140,10 +144,21 @@ class QueueManager:
                     self._queue_for_delivery(queue_id)
             for queue_id in due["deliver"]:
                 self._queue_for_delivery(queue_id)
+            if now >= self._next_hold_sweep:
+                self._next_hold_sweep = now + min(HOLD_SWEEP_INTERVAL, 10 * self.settings.queue_scan_interval)
+                await self._sweep_holds()
             if now >= self._next_link_sweep:
                 self._next_link_sweep = now + min(LINK_SWEEP_INTERVAL, 10 * self.settings.queue_scan_interval)
                 await self._sweep_links()
         self._dispatch()
+
+    async def _sweep_holds(self) -> None:
+        try:
+            for what in await holds.sweep(self.db, self.policies.current, self.settings):
+                log.info("%s", what)
+            self.wake()
+        except Exception:
+            log.exception("the approval sweep failed; tried again at the next sweep")
 
     async def _sweep_links(self) -> None:
         """Expired links and those of messages that ended unsent are closed, their files removed.
@@ -227,16 +242,25 @@ class QueueManager:
 
     async def _store(self, message: QueuedMessage, a: Assessment) -> bool:
         try:
+            told, to_approvers = (), ()
+            if a.state is State.AWAITING_APPROVAL and message.origin is Origin.SMTP:
+                try:   # the approvers are told with the verdict, in its transaction
+                    users = holds.users_by_name(await self.db.list_users())
+                    told, to_approvers = holds.request_notices(message, a.findings, self.policies.current, users,
+                                                               self.settings)
+                except Exception:   # the hold itself must not fail for it: the sweep reminds them
+                    log.exception("%s: the approvers' notices could not be made", message.queue_id)
             await self.db.apply_verdict(message.queue_id, a.verdict, a.state, content=a.transformed.content,
                                         deliver_to=a.transformed.deliver_to, notes=a.transformed.notes,
-                                        notices=a.notices, lifetime=self.settings.queue_lifetime,
+                                        notices=a.notices + tuple(to_approvers), approvers=tuple(told),
+                                        lifetime=self.settings.queue_lifetime,
                                         protected=a.transformed.protected,
                                         link_limits=(self.settings.link_lifetime, self.settings.link_max_downloads,
                                                      self.settings.link_max_passcode_failures))
         except Exception:
             log.exception("%s: storing the verdict failed", message.queue_id)
             return False
-        if a.notices:
+        if a.notices or to_approvers:
             self.wake()   # the notices are incoming now
         return True
 

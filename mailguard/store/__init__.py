@@ -14,13 +14,15 @@ hash-chained (``sendlog``). Files: data directory 0700, database 0600.
 On failure: a method raises and its transaction is rolled back; a refused state
 change raises ``TransitionError`` with a Japanese message.
 Modules: ``db`` (connection, schema, group commit), ``queue``, ``links`` (download
-links, their sealed files and access record), ``accounts``,
+links, their sealed files and access record), ``approvals`` (who was told, escalation,
+two approvers), ``accounts``,
 ``sendlog``, ``aio`` (the async wrapper the server uses).
 """
 
 from __future__ import annotations
 
 from .accounts import AccountStore
+from .approvals import ApprovalStore, Waiting
 from .aio import AsyncStore
 from .db import Database, private_dir, private_file
 from .links import CLOSED_LABELS, Link, LinkStore
@@ -28,8 +30,8 @@ from .queue import TRANSITIONS, QueueStore, TransitionError
 from .sendlog import LogEntry
 
 
-class Store(QueueStore, LinkStore, AccountStore, Database):
+class Store(QueueStore, LinkStore, ApprovalStore, AccountStore, Database):
     """Synchronous access to the database at ``path`` (created on first use)."""
 
 
-__all__ = ["Store", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]
+__all__ = ["Store", "Waiting", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import links, sendlog
+from . import approvals, links, sendlog
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -119,7 +119,8 @@ class Database:
         """Columns added after the first release of the schema."""
         for table, column, kind in (("recipients", "deliver_to", "TEXT"),
                                     ("messages", "original_content", "BLOB"),
-                                    ("recipients", "copy", "INTEGER")):
+                                    ("recipients", "copy", "INTEGER"),
+                                    *(("messages", c, k) for c, k in approvals.COLUMNS)):
             columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")

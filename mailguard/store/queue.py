@@ -24,22 +24,27 @@ from .sendlog import LogEntry
 S = State
 # transition name → (states it may leave, states it may reach). The life of a message:
 TRANSITIONS: dict[str, tuple[frozenset[State], frozenset[State]]] = {
-    "decide":  (frozenset({S.INCOMING}), frozenset({S.DELAYED, S.AWAITING_APPROVAL, S.READY, S.REJECTED})),
+    "decide":  (frozenset({S.INCOMING}), frozenset({S.DELAYED, S.AWAITING_CONFIRMATION, S.AWAITING_APPROVAL,
+                                                  S.READY, S.REJECTED})),
     "release": (frozenset({S.DELAYED}), frozenset({S.READY})),                      # hold ended / send now
     "approve": (frozenset({S.AWAITING_APPROVAL}), frozenset({S.READY})),
-    "cancel":  (frozenset({S.INCOMING, S.DELAYED, S.AWAITING_APPROVAL, S.READY, S.DEFERRED}),
+    "confirm": (frozenset({S.AWAITING_CONFIRMATION}), frozenset({S.READY})),          # by its sender
+    "cancel":  (frozenset({S.INCOMING, S.DELAYED, S.AWAITING_CONFIRMATION, S.AWAITING_APPROVAL, S.READY,
+                           S.DEFERRED}),
                 frozenset({S.CANCELLED})),                                          # by its sender
-    "reject":  (frozenset({S.DELAYED, S.AWAITING_APPROVAL}), frozenset({S.REJECTED})),  # by a manager
+    "reject":  (frozenset({S.DELAYED, S.AWAITING_CONFIRMATION, S.AWAITING_APPROVAL}),
+                frozenset({S.REJECTED})),                                            # by a manager, or timeout
     "claim":   (frozenset({S.READY, S.DEFERRED}), frozenset({S.DELIVERING})),
     "finish":  (frozenset({S.DELIVERING}), frozenset({S.DELIVERED, S.BOUNCED, S.DEFERRED})),
     "defer":   (frozenset({S.DELIVERING}), frozenset({S.DEFERRED})),               # our own fault
-    "expire":  (frozenset({S.INCOMING, S.DELAYED, S.AWAITING_APPROVAL, S.DEFERRED}),
+    "expire":  (frozenset({S.INCOMING, S.DELAYED, S.AWAITING_CONFIRMATION, S.AWAITING_APPROVAL, S.DEFERRED}),
                 frozenset({S.DELIVERED, S.BOUNCED})),                               # queue lifetime over
     "recover": (frozenset({S.DELIVERING}), frozenset({S.READY})),                   # a crash mid-delivery
 }
 del S
 # A person's actions (console, API, CLI) and the log event each writes.
-ACTION_EVENTS = {"release": "released", "approve": "approved", "cancel": "cancelled", "reject": "rejected"}
+ACTION_EVENTS = {"release": "released", "approve": "approved", "cancel": "cancelled", "reject": "rejected",
+                 "confirm": "confirmed"}
 
 MESSAGE_COLUMNS = (
     "queue_id, state, origin, mail_from, mail_options, smtputf8, auth_user, client_addr,"
@@ -51,7 +56,7 @@ MESSAGE_COLUMNS = (
 class TransitionError(Exception):
     """A state change was refused: the message is unknown or not in a state that allows it."""
 
-    WANTED = {"release": "今すぐ送信", "approve": "承認", "cancel": "取り消し", "reject": "却下",
+    WANTED = {"release": "今すぐ送信", "approve": "承認", "confirm": "送信者の確認", "cancel": "取り消し", "reject": "却下",
               "decide": "判定", "claim": "配送", "finish": "配送結果の記録", "defer": "再送待ち",
               "expire": "期限切れの処理", "recover": "再配送"}
 
@@ -217,7 +222,8 @@ class QueueStore:
                       content: bytes | None = None, deliver_to: dict[str, str] | None = None,
                       notes: tuple[str, ...] = (), notices: tuple[Submission, ...] = (),
                       lifetime: float = 0, now: float | None = None, protected: Protected | None = None,
-                      link_limits: tuple[float, int, int] = (7 * 86400, 20, 5)) -> None:
+                      link_limits: tuple[float, int, int] = (7 * 86400, 20, 5),
+                      approvers: tuple[str, ...] = ()) -> None:
         """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings.
 
         ``content`` replaces what will be delivered (the original is kept in
@@ -243,6 +249,10 @@ class QueueStore:
                 link_lifetime, downloads, failures = link_limits
                 self.write_protected(conn, queue_id, protected, lifetime=link_lifetime, max_downloads=downloads,
                                      max_failures=failures, now=now)
+            if new_state in (State.AWAITING_APPROVAL, State.AWAITING_CONFIRMATION):
+                conn.execute("UPDATE messages SET held_at = ?, reminded_at = ? WHERE queue_id = ?", (now, now, queue_id))
+            if approvers:
+                detail["notified"] = list(approvers)
             self._transition(
                 conn, queue_id, "decide", new_state,
                 LogEntry(event="decided", queue_id=queue_id, findings=tuple(findings), at=now, detail=detail),
