@@ -244,10 +244,27 @@ class DecisionFile(_Strict):
     exposure: ExposureSection = ExposureSection()
 
 
+class Webhook(_Strict):
+    """A chat notification when mail waits for a person. ``format``: ``generic`` (JSON of the facts),
+    ``teams`` (Microsoft Teams incoming webhook, MessageCard), ``slack`` (Slack incoming webhook).
+    Only labels, counts and the console link are sent: no subject, no body, no full address
+    (chat services are outside the office)."""
+
+    url: str = Field(pattern=r"^https?://", repr=False)
+    format: Literal["generic", "teams", "slack"] = "generic"
+    events: list[Literal["approval_requested", "escalated", "reminded"]] = ["approval_requested", "escalated"]
+    name: str = ""
+
+
+class NotifyFile(_Strict):
+    webhook: list[Webhook] = []
+
+
 FILES: dict[str, type[_Strict]] = {
     "organisation.toml": OrganisationFile,
     "address_book.toml": AddressBookFile,
     "decision.toml": DecisionFile,
     "fax.toml": FaxFile,
+    "notify.toml": NotifyFile,
 }
 REQUIRED = ("organisation.toml",)

@@ -51,6 +51,7 @@ def load(directory: Path) -> Policy:
         parsed.get("decision.toml", DecisionFile()),
         parsed.get("fax.toml", FaxFile()),
         roster,
+        parsed.get("notify.toml"),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..address import address_key
 from ..findings import DEFAULT_ACTIONS
 from ..model import Action
-from .files import (AddressBookFile, ApprovalSection, GroupEntry, DecisionFile, DomainEntry, EmailEntry, EncryptionSection,
+from .files import (AddressBookFile, ApprovalSection, GroupEntry, NotifyFile, Webhook, DecisionFile, DomainEntry, EmailEntry, EncryptionSection,
                     ExposureSection, FaxEntry, FaxFile, FaxGateway, HoldSection, OrganisationFile,
                     OrganisationSection, ProtectionSection, Rule)
 from .roster import Roster
@@ -34,15 +34,17 @@ class Policy:
     roster: Roster = field(default_factory=lambda: Roster((), ()))
     approval: ApprovalSection = ApprovalSection()
     groups: tuple[GroupEntry, ...] = ()
+    webhooks: tuple[Webhook, ...] = ()
     _emails: dict[str, EmailEntry] = field(default_factory=dict, repr=False)
     _domains: dict[str, DomainEntry] = field(default_factory=dict, repr=False)
     _faxes: dict[str, FaxEntry] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, org: OrganisationFile, book: AddressBookFile, decision: DecisionFile,
-              fax: FaxFile | None = None, roster: "Roster | None" = None) -> "Policy":
+              fax: FaxFile | None = None, roster: "Roster | None" = None,
+              notify: NotifyFile | None = None) -> "Policy":
         return cls(
-            roster=roster or Roster((), ()),
+            roster=roster or Roster((), ()), webhooks=tuple(notify.webhook) if notify else (),
             organisation=org.organisation, hold=org.hold, approval=org.approval, groups=tuple(org.group),
             address_book=book,
             actions={**DEFAULT_ACTIONS, **decision.actions.model_dump(exclude_none=True)},

@@ -47,8 +47,9 @@ def request_notices(message: QueuedMessage, findings, policy: Policy, users: dic
     return names, tuple(notices)
 
 
-async def sweep(db, policy: Policy, settings: Settings, now: float | None = None) -> list[str]:
-    """One pass over the messages waiting for a person. Returns what was done, for the log."""
+async def sweep(db, policy: Policy, settings: Settings, now: float | None = None, on_step=None) -> list[str]:
+    """One pass over the messages waiting for a person. Returns what was done, for the log;
+    ``on_step(step, message)`` hears of each escalation and reminder (the webhooks)."""
     now = time.time() if now is None else now
     done: list[str] = []
     users = users_by_name(await db.list_users())
@@ -71,12 +72,16 @@ async def sweep(db, policy: Policy, settings: Settings, now: float | None = None
                 if await db.note_approval_step(m.queue_id, "escalated", names, notices,
                                                lifetime=settings.queue_lifetime):
                     done.append(f"{m.queue_id}: escalated to {', '.join(names) or 'nobody'}")
+                    if on_step:
+                        on_step("escalated", m)
             elif rules.remind_every and now - (w.reminded_at or w.held_at) >= rules.remind_every:
                 names = approvers.deciders(policy, m, users, escalated=w.escalated)
                 names, notices = request_notices(m, m.findings, policy, users, settings, "reminded", names, waited)
                 if await db.note_approval_step(m.queue_id, "reminded", names, notices,
                                                lifetime=settings.queue_lifetime):
                     done.append(f"{m.queue_id}: approvers reminded")
+                    if on_step:
+                        on_step("reminded", m)
         except Exception:
             log.exception("%s: the approval sweep failed for this message; tried again next time", w.message.queue_id)
     return done

@@ -44,7 +44,7 @@ from ..policy import Policy, PolicyWatcher
 from ..settings import Settings
 from ..smtp import Attempt, Deliverer
 from ..store import AsyncStore, LogEntry
-from . import holds
+from . import holds, webhooks
 from .settle import settle
 
 log = logging.getLogger("mailguard.qmgr")
@@ -74,6 +74,7 @@ class QueueManager:
         self._next_full_scan = 0.0
         self._next_link_sweep = 0.0
         self._next_hold_sweep = 0.0
+        self._background: set[asyncio.Task] = set()
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
         self._deciding: dict[str, int] = {}              # queue id → size, for decisions under way
         self._decisions: set[asyncio.Task] = set()
@@ -117,6 +118,8 @@ class QueueManager:
             await asyncio.gather(*still, return_exceptions=True)
         for message, attempt in list(self._unrecorded.values()):   # a last try: else delivered again after restart
             await self._record_safely(message, attempt)
+        for task in list(self._background):
+            task.cancel()
         if isinstance(self.deliverer, Deliverer):
             self.deliverer.close()
         self.content.close()
@@ -152,9 +155,17 @@ class QueueManager:
                 await self._sweep_links()
         self._dispatch()
 
+    def _spawn(self, coroutine) -> None:
+        """Work nobody waits for (webhooks): kept referenced until done, cancelled at stop."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _sweep_holds(self) -> None:
         try:
-            for what in await holds.sweep(self.db, self.policies.current, self.settings):
+            for what in await holds.sweep(self.db, self.policies.current, self.settings,
+                                          on_step=lambda step, m: self._spawn(
+                                              webhooks.notify(self.policies.current.webhooks, step, m, self.settings))):
                 log.info("%s", what)
             self.wake()
         except Exception:
@@ -262,6 +273,9 @@ class QueueManager:
             return False
         if a.notices or to_approvers:
             self.wake()   # the notices are incoming now
+        if a.state is State.AWAITING_APPROVAL and message.origin is Origin.SMTP:
+            self._spawn(webhooks.notify(self.policies.current.webhooks, "approval_requested",
+                                        replace(message, findings=a.findings), self.settings))
         return True
 
     def _queue_for_delivery(self, queue_id: str) -> None:
