@@ -222,8 +222,16 @@ def test_outlook_csv_in_cp932_is_imported_and_exported(admin_console, page, tmp_
     page.goto(relay.web + "/admin")
     page.set_input_files("input[type=file]", str(csv_file))
     page.click("form[action='/admin/address-book/import'] button[type=submit]")
-    assert "1 件を取り込みました" in page.inner_text("p.done")
+    assert "追加 1 件、更新 0 件、変更なし 0 件" in page.inner_text("p.done")
     assert "suzuki@kita-houkatsu.example.jp — 北地域包括支援センター (鈴木 次郎)" in page.inner_text("#email-entries")
+    again = tmp_path / "again.csv"   # the same contact, renamed office and another case; and a new one
+    again.write_bytes("姓,名,電子メール アドレス,会社\r\n鈴木,次郎,Suzuki@Kita-Houkatsu.example.jp,北部地域包括支援センター\r\n"
+                      "佐々木,ハル,sasaki@minami-clinic.example.jp,南クリニック\r\n".encode("cp932"))
+    page.set_input_files("input[type=file]", str(again))
+    page.click("form[action='/admin/address-book/import'] button[type=submit]")
+    assert "追加 1 件、更新 1 件、変更なし 0 件" in page.inner_text("p.done")
+    assert page.inner_text("#email-entries").count("suzuki@kita-houkatsu.example.jp") == 1
+    assert "北部地域包括支援センター" in page.inner_text("#email-entries")
     exported = page.request.get(relay.web + "/admin/address-book.csv?encoding=cp932").body().decode("cp932")
     assert "鈴木 次郎,suzuki@kita-houkatsu.example.jp,北地域包括支援センター" in exported
 

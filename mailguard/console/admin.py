@@ -23,7 +23,7 @@ import tomlkit
 from fastapi import FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from ..address import fax_display, validate_address
+from ..address import address_key, fax_display, fax_e164, validate_address
 from ..policy import PolicyError, PolicyWatcher, decode_csv, update_file
 from ..store import Store
 from ..users import ROLES, hash_password
@@ -220,14 +220,47 @@ def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, pa
         except ValueError as exc:
             return _back(request, error=f"{file.filename}: {exc}")
 
+        counts = {"added": 0, "updated": 0, "skipped": 0}
+
         def edit(document):
-            for kind, entry in rows:
-                if kind not in document:
-                    document[kind] = tomlkit.aot()
-                document[kind].append(entry)
+            counts.update(merge_contacts(document, rows))
 
         error = await change(user, {"action": "import", "file": file.filename, "entries": len(rows)}, edit)
-        return _back(request, done="" if error else f"{len(rows)} 件を取り込みました", error=error or "")
+        done = "" if error else (f"取り込みました: 追加 {counts['added']} 件、更新 {counts['updated']} 件、"
+                                 f"変更なし {counts['skipped']} 件")
+        return _back(request, done=done, error=error or "")
+
+
+def _entry_key(kind: str, entry) -> str:
+    """Which address-book entry a row is: the same address, domain or FAX number however written."""
+    value = str(entry.get({"email": "address", "domain": "domain", "fax": "number"}[kind], ""))
+    if kind == "fax":
+        try:
+            return fax_e164(value)
+        except ValueError:
+            return value
+    return address_key(value) if kind == "email" else value.lower().rstrip(".")
+
+
+def merge_contacts(document, rows: list[tuple[str, dict]]) -> dict[str, int]:
+    """Add new entries, update the organisation and name of those already in the book (keeping
+    their other keys and the admin's comments), and count what was skipped as unchanged."""
+    counts = {"added": 0, "updated": 0, "skipped": 0}
+    for kind, entry in rows:
+        if kind not in document:
+            document[kind] = tomlkit.aot()
+        existing = {_entry_key(kind, e): e for e in document[kind]}
+        found = existing.get(_entry_key(kind, entry))
+        if found is None:
+            document[kind].append(entry)
+            counts["added"] += 1
+            continue
+        key_field = {"email": "address", "domain": "domain", "fax": "number"}[kind]   # kept as the admin wrote it
+        changed = {k: v for k, v in entry.items() if k != key_field and str(found.get(k, "")) != v}
+        for key, value in changed.items():
+            found[key] = value
+        counts["updated" if changed else "skipped"] += 1
+    return counts
 
 
 def parse_contacts(data: bytes) -> list[tuple[str, dict]]:

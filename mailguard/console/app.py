@@ -298,7 +298,11 @@ def _history(entries) -> list[dict]:
         if e.event not in HISTORY:
             continue
         who = e.actor.split(":", 1)[1] if ":" in e.actor else ("mailguard" if e.actor == "system" else e.actor)
-        rows.append({"at": e.at, "what": EVENT_LABELS.get(e.event, e.event), "who": who,
+        what = EVENT_LABELS.get(e.event, e.event)
+        told = (e.detail or {}).get("notified")
+        if told:
+            what += f" (通知: {', '.join(told)})"
+        rows.append({"at": e.at, "what": what, "who": who,
                      "comment": (e.detail or {}).get("comment", ""), "event": e.event})
     return rows
 
