@@ -233,7 +233,7 @@ def test_outlook_csv_in_cp932_is_imported_and_exported(admin_console, page, tmp_
     assert page.inner_text("#email-entries").count("suzuki@kita-houkatsu.example.jp") == 1
     assert "北部地域包括支援センター" in page.inner_text("#email-entries")
     exported = page.request.get(relay.web + "/admin/address-book.csv?encoding=cp932").body().decode("cp932")
-    assert "鈴木 次郎,suzuki@kita-houkatsu.example.jp,北地域包括支援センター" in exported
+    assert "鈴木 次郎,suzuki@kita-houkatsu.example.jp,北部地域包括支援センター" in exported
 
 
 def _held_notice(upstream, subject: str):
