@@ -22,6 +22,7 @@ from datetime import datetime
 from . import policy as policy_mod
 from .address import validate_address
 from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
+from .qmgr import approvers
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
 from .store import Store, TransitionError
@@ -213,8 +214,10 @@ def cmd_queue_act(settings: Settings, args) -> int:
     store = _store(settings)
     try:
         policy = policy_mod.load(settings.policies_dir)
+        held = store.get(args.queue_id)
         message = act(store, settings, args.queue_id, args.action, _actor(), args.comment,
-                      allow_self_approval=policy.approval.allow_self_approval)
+                      allow_self_approval=policy.approval.allow_self_approval,
+                      approvals_required=approvers.approvals_required(policy, held) if held else 1)
     except (TransitionError, ActionRefused, policy_mod.PolicyError) as exc:
         print(str(exc), file=sys.stderr)
         return 1

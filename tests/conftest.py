@@ -63,6 +63,14 @@ def page(browser):
     context.close()
 
 
+CODES_AND_STATES = re.compile(r"\b(?:[a-z]+_[a-z_]+|awaiting|delayed|delivered|incoming|ready|deferred)\b")
+
+
+def assert_no_codes(text: str) -> None:
+    """What staff and managers read is Japanese: no finding code, no English state."""
+    assert not CODES_AND_STATES.findall(text), CODES_AND_STATES.findall(text)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

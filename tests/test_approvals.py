@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ARTIFACTS, INTERNAL, STAFF, UNREGISTERED, free_port, listening, send, wait_for
+from conftest import ARTIFACTS, INTERNAL, assert_no_codes, STAFF, UNREGISTERED, free_port, listening, send, wait_for
 from mailguard import policy as policy_mod
 from mailguard.model import Envelope, Finding, Origin, QueuedMessage, Severity, State
 from mailguard.qmgr import approvers
@@ -91,6 +91,7 @@ def test_the_groups_approver_is_told_and_approves_from_a_phone(office, upstream,
     login(page, office, "boss")
     page.goto(link)
     assert "管理者の確認待ちです" in page.inner_text("p.state")
+    assert_no_codes(page.inner_text("main"))
     page.screenshot(path=str(ARTIFACTS / "approval-on-a-phone.png"), full_page=True)
     page.fill("form[action$='/approve'] input[name=comment]", "電話で宛先を確認しました")
     page.click("button.approve")
@@ -139,6 +140,7 @@ def test_the_sender_confirms_a_medium_risk_and_an_unconfirmed_one_is_cancelled(o
     page.goto(link)                                            # a GET: shows, confirms nothing
     assert office.state(confirmed) == "awaiting_confirmation"
     assert "件名に個人情報" in page.inner_text("main")
+    assert_no_codes(page.inner_text("main"))
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "self-check.png"), full_page=True)
     page.click("button.approve")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
 from conftest import INTERNAL, REGISTERED, STAFF, UNREGISTERED, free_port, listening, send, send_raw, wait_for
 
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, assert_no_codes
 OTHER_STAFF = f"hanako@{INTERNAL}"
 PASSWORDS = {"boss": "manager-password-1", "taro": "staff-password-1", "hanako": "staff-password-2"}
 
@@ -25,14 +24,6 @@ def console(make_relay):
     wait_for(lambda: listening(web), what="console listening")
     relay.web = f"http://127.0.0.1:{web}"
     return relay
-
-
-CODES_AND_STATES = re.compile(r"\b(?:[a-z]+_[a-z_]+|awaiting|delayed|delivered|incoming|ready|deferred)\b")
-
-
-def assert_no_codes(text: str) -> None:
-    """What staff and managers read is Japanese: no finding code, no English state."""
-    assert not CODES_AND_STATES.findall(text), CODES_AND_STATES.findall(text)
 
 
 def login(page, relay, user: str) -> None:
