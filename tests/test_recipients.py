@@ -110,4 +110,4 @@ def test_a_mistyped_fax_can_never_be_set_to_leave_by_itself(relay):
         encoding="utf-8")
     check = relay.cli("policy", "check", check=False)
     assert check.returncode == 1
-    assert "actions.fax_number_mistyped" in check.stderr and "never released without a manager" in check.stderr
+    assert "actions.fax_number_mistyped" in check.stderr and "管理者の確認なしには送らない事項です" in check.stderr
