@@ -109,7 +109,7 @@ def test_another_facilitys_manager_neither_sees_nor_decides(office, page):
     assert page.goto(f"{office.web}/messages/{queue_id}").status == 404
 
 
-@pytest.mark.parametrize("office", [(1, 2, 86400)], indirect=True)
+@pytest.mark.parametrize("office", [(1, 4, 86400)], indirect=True)
 def test_nobody_deciding_tells_the_next_level_then_rejects(office, upstream):
     queue_id = send(office, [UNREGISTERED], subject="誰も見ていない")
     office.wait_decided(queue_id)
