@@ -241,3 +241,14 @@ def test_the_highest_risks_need_two_different_approvers(office, upstream):
     assert office.state(queue_id) == "awaiting_approval"          # the same person twice is one approval
     office.act(queue_id, "approve", "私も確認", user=User("director", "manager", (address("director"),)), **rules)
     upstream.wait_to("renkei@minato-hospitel.example.jp")
+
+
+def test_a_stand_in_approves_while_the_manager_is_away(office, upstream, page):
+    queue_id = send(office, [UNREGISTERED], subject="代理で承認")
+    office.wait_decided(queue_id)
+    login(page, office, "deputy")
+    page.goto(f"{office.web}/messages/{queue_id}")
+    page.fill("form[action$='/approve'] input[name=comment]", "不在の管理者に代わって確認")
+    page.click("button.approve")
+    assert "承認 (deputy)" in page.inner_text("section.history")
+    upstream.wait_to(UNREGISTERED)
