@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ARTIFACTS, INTERNAL, assert_no_codes, STAFF, UNREGISTERED, free_port, listening, send, wait_for
 from mailguard import policy as policy_mod
-from mailguard.model import Envelope, Finding, Origin, QueuedMessage, Severity, State
+from mailguard.model import Action, Envelope, Finding, Origin, QueuedMessage, Severity, State, Verdict
 from mailguard.qmgr import approvers
 from mailguard.users import User
 
@@ -198,9 +198,9 @@ def test_a_teams_and_a_generic_webhook_hear_of_held_mail(make_relay, upstream, r
 
 # -- who decides: a table over the pure rules ------------------------------------------------
 
-def _message(auth_user=None, sender=STAFF, codes=("unregistered_recipient",)) -> QueuedMessage:
+def _message(auth_user=None, sender=STAFF, codes=("unregistered_recipient",), origin=Origin.SMTP) -> QueuedMessage:
     return QueuedMessage(
-        queue_id="Q", state=State.AWAITING_APPROVAL, origin=Origin.SMTP, envelope=Envelope(sender, ("x@example.com",)),
+        queue_id="Q", state=State.AWAITING_APPROVAL, origin=origin, envelope=Envelope(sender, ("x@example.com",)),
         recipients=(), auth_user=auth_user, client_addr="127.0.0.1", message_id="<m@x>", subject="", size=1,
         received_at=0.0, release_at=None, next_attempt_at=None, expires_at=1e12, attempts=0,
         findings=tuple(Finding(c, Severity.HIGH, "x", "x") for c in codes))
@@ -225,6 +225,8 @@ def grouped(tmp_path_factory):
     ("annex", "manager", _message(auth_user="taro"), False),          # another facility's manager
     ("annex", "manager", _message(sender=f"nobody@{INTERNAL}"), True),  # no group: every manager
     ("root", "admin", _message(auth_user="taro"), True),
+    ("annex", "manager", _message(sender="", origin=Origin.NOTICE), False),   # a notice's one-time links
+    ("boss", "manager", _message(sender="", origin=Origin.DSN), False),
     ("taro", "staff", _message(auth_user="taro"), False),
 ])
 def test_who_decides(grouped, user, role, message, decides):
@@ -252,3 +254,31 @@ def test_a_stand_in_approves_while_the_manager_is_away(office, upstream, page):
     page.click("button.approve")
     assert "承認 (deputy)" in page.inner_text("section.history")
     upstream.wait_to(UNREGISTERED)
+
+
+def test_a_two_approver_code_always_waits_for_an_approval(tmp_path):
+    from conftest import HERE
+    import shutil
+
+    from mailguard.check.decide import decide
+
+    shutil.copytree(HERE / "policies", tmp_path, dirs_exist_ok=True)
+    with open(tmp_path / "organisation.toml", "a", encoding="utf-8") as fh:
+        fh.write('[approval]\ntwo_approvers = ["personal_data_in_subject"]\n')
+    policy = policy_mod.load(tmp_path)
+    finding = Finding("personal_data_in_subject", Severity.HIGH, "件名", "x")
+    assert decide((finding,), policy, received_at=0.0, hold_delay=300).action is Action.APPROVAL
+
+
+def test_a_timeout_never_undoes_a_decision_made_an_instant_before(tmp_path):
+    from mailguard.model import Submission
+    from mailguard.store import Store, TransitionError
+
+    store = Store(tmp_path / "q.sqlite3")
+    queue_id = store.accept(Submission("Q1", Envelope(STAFF, ("x@example.com",)), b"Subject: x\r\n\r\nx\r\n",
+                                       None, "127.0.0.1", "h", "<m@x>", "x"), lifetime=3600)
+    store.apply_verdict(queue_id, Verdict(Action.CONFIRM, None, ()), State.AWAITING_CONFIRMATION)
+    store.act(queue_id, "confirm", "link:" + STAFF)                       # the sender, just in time
+    with pytest.raises(TransitionError):
+        store.act(queue_id, "confirm_timeout", "system:timeout")           # the sweep, an instant later
+    assert store.get(queue_id).state is State.READY

@@ -223,6 +223,21 @@ def test_import_takes_the_apostrophe_off_again():
     ]
 
 
+def test_an_import_without_a_company_column_never_renames_an_entry_in_the_book():
+    import tomlkit
+
+    from mailguard.console.admin import merge_contacts, parse_contacts
+
+    book = tomlkit.parse('[[email]]\naddress = "renkei@hosp.example.jp"\norganisation = "さくら病院 地域連携室"\n'
+                         '[[fax]]\nnumber = "03-1234-5678"\norganisation = "さくら病院"\n')
+    rows = parse_contacts("電子メール アドレス,会社 FAX\r\nRenkei@hosp.example.jp,03-1234-5678\r\n"
+                          "new@other.example.jp,\r\n".encode())
+    assert merge_contacts(book, rows) == {"added": 1, "updated": 0, "skipped": 2}
+    assert book["email"][0]["organisation"] == "さくら病院 地域連携室" and book["fax"][0]["organisation"] == "さくら病院"
+    assert book["email"][1]["organisation"] == "other.example.jp"          # a new entry takes the stand-in
+    assert "__placeholders__" not in tomlkit.dumps(book)
+
+
 def test_a_bad_comment_is_a_japanese_400_never_a_500(console):
     first = send(console, [UNREGISTERED], subject="却下するメール1")
     second = send(console, [UNREGISTERED], subject="却下するメール2")

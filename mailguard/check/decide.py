@@ -50,6 +50,8 @@ def decide(findings: tuple[Finding, ...], policy: Policy, *, received_at: float,
         if set(rule.when) <= codes:
             for code in rule.when:
                 weight[code] = max(weight[code], rule.action.rank)
+    for code in codes & set(policy.approval.two_approvers):   # two approvers need an approval to happen at all
+        weight[code] = max(weight[code], Action.APPROVAL.rank)
     action = list(Action)[max(weight.values(), default=Action.DELIVER.rank)]
     release_at = received_at + policy.hold_delay(hold_delay) if action is Action.DELAY else None
     ordered = sorted(findings, key=lambda f: (-weight[f.code], -f.severity.rank))

@@ -247,6 +247,8 @@ def merge_contacts(document, rows: list[tuple[str, dict]]) -> dict[str, int]:
     their other keys and the admin's comments), and count what was skipped as unchanged."""
     counts = {"added": 0, "updated": 0, "skipped": 0}
     for kind, entry in rows:
+        entry = dict(entry)
+        stand_ins = entry.pop(PLACEHOLDER, [])
         if kind not in document:
             document[kind] = tomlkit.aot()
         existing = {_entry_key(kind, e): e for e in document[kind]}
@@ -256,7 +258,8 @@ def merge_contacts(document, rows: list[tuple[str, dict]]) -> dict[str, int]:
             counts["added"] += 1
             continue
         key_field = {"email": "address", "domain": "domain", "fax": "number"}[kind]   # kept as the admin wrote it
-        changed = {k: v for k, v in entry.items() if k != key_field and str(found.get(k, "")) != v}
+        changed = {k: v for k, v in entry.items()
+                   if k != key_field and k not in stand_ins and str(found.get(k, "")) != v}
         for key, value in changed.items():
             found[key] = value
         counts["updated" if changed else "skipped"] += 1
@@ -283,16 +286,33 @@ def parse_contacts(data: bytes) -> list[tuple[str, dict]]:
         name = cell["name"] or " ".join(p for p in (cell["surname"], cell["given"]) if p)
         organisation = cell["organisation"]
         address = cell["address"]
+        # Without a company column, a stand-in organisation is written for a new entry only (PLACEHOLDER):
+        # it must never overwrite the name an admin gave an entry already in the book.
         if address.startswith("@"):
-            entries.append(("domain", {"domain": address[1:], "organisation": organisation or address[1:]}))
+            entries.append(("domain", _placeholder({"domain": address[1:], "organisation": organisation},
+                                                   organisation=address[1:])))
         elif address:
-            entry = {"address": address, "organisation": organisation or address.rpartition("@")[2]}
+            entry = {"address": address, "organisation": organisation}
             if name:
                 entry["name"] = name
-            entries.append(("email", entry))
+            entries.append(("email", _placeholder(entry, organisation=address.rpartition("@")[2])))
         if cell["fax"]:
-            entries.append(("fax", {"number": cell["fax"], "organisation": organisation or name or cell["fax"]}))
+            entries.append(("fax", _placeholder({"number": cell["fax"], "organisation": organisation},
+                                                organisation=name or cell["fax"])))
     return entries
+
+
+PLACEHOLDER = "__placeholders__"
+
+
+def _placeholder(entry: dict, **stand_ins: str) -> dict:
+    """``entry`` with each empty field filled by its stand-in, remembering which were filled."""
+    filled = [k for k, v in stand_ins.items() if not entry.get(k)]
+    for key in filled:
+        entry[key] = stand_ins[key]
+    if filled:
+        entry[PLACEHOLDER] = filled
+    return entry
 
 
 def _back(request: Request, done: str = "", error: str = "") -> RedirectResponse:

@@ -65,6 +65,7 @@ ERRORS = {
 ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今すぐ送信します", "approve": "承認しました",
                  "reject": "却下しました (送信者に通知します)",
                  "confirm": "確認しました。まもなく送信されます。",
+                 "approve-recorded": "承認を記録しました。もう1人、別の管理者の承認が必要です (まだ送信されません)。",
                  "revoke-links": "ダウンロードリンクを無効にしました。相手はもうダウンロードできません。"}
 
 
@@ -236,7 +237,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         if not permitted(user, action, message):
             raise HTTPException(403, "not allowed")
         try:
-            await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment,
+            after = await asyncio.to_thread(act, store, settings, queue_id, action, f"web:{user.username}", comment,
                                     user=user, allow_self_approval=policies.current.approval.allow_self_approval,
                                     approvals_required=approvers.approvals_required(policies.current, message))
         except ActionRefused as exc:   # a broken rule or a comment it cannot take: the reason, in Japanese
@@ -244,6 +245,8 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
             return await message_page(request, user, full or message, 400, error=str(exc))
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
+        if action == "approve" and after.state is State.AWAITING_APPROVAL:
+            action = "approve-recorded"   # the first of two approvals: not on its way yet
         return RedirectResponse(f"/messages/{queue_id}?done={action}", status_code=303)
 
     @app.get("/t/{token}", response_class=HTMLResponse, include_in_schema=False)

@@ -115,7 +115,7 @@ def _japanese(err: dict, model: type) -> str:
     if kind in ("string_too_long", "too_long"):
         return f"長すぎます (最大 {ctx.get('max_length', '?')})"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"値の形式が違います (いまの値: {err.get('input')!r})"
+        return "値の形式が違います (文字列は \"…\" で囲みます)"   # never the value: it may be an agreed key
     return err["msg"].removeprefix("Value error, ")
 
 

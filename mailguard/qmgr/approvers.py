@@ -13,7 +13,7 @@ Source: 手引き チェックリスト3-3 4) (送信前の確認, 複数人に�
 from __future__ import annotations
 
 from ..address import address_key
-from ..model import QueuedMessage
+from ..model import Origin, QueuedMessage
 from ..policy import Policy
 from ..policy.files import GroupEntry
 from ..users import User
@@ -35,7 +35,7 @@ def deciders(policy: Policy, message: QueuedMessage, users: dict[str, dict], *, 
     if group is None:
         return sorted(name for name, u in users.items() if u["role"] == "manager" and not u["disabled"])
     names = [*group.approvers, *group.stand_ins, *(group.escalate_to if escalated else ())]
-    return [n for n in dict.fromkeys(names) if n in users and not users[n]["disabled"]]
+    return [n for n in dict.fromkeys(names) if _can_decide(users.get(n))]
 
 
 def escalation(policy: Policy, message: QueuedMessage, users: dict[str, dict]) -> list[str]:
@@ -43,14 +43,21 @@ def escalation(policy: Policy, message: QueuedMessage, users: dict[str, dict]) -
     group = group_of(policy, message)
     names = list(group.escalate_to) if group and group.escalate_to else \
         sorted(n for n, u in users.items() if u["role"] == "admin")
-    return [n for n in dict.fromkeys(names) if n in users and not users[n]["disabled"]]
+    return [n for n in dict.fromkeys(names) if _can_decide(users.get(n))]
+
+
+def _can_decide(user: dict | None) -> bool:
+    """Only enabled managers and admins are told (a staff name in a group's approvers is ignored)."""
+    return user is not None and not user["disabled"] and user["role"] in ("manager", "admin")
 
 
 def may_decide(policy: Policy, user: User, message: QueuedMessage, *, escalated: bool = True) -> bool:
-    """A manager decides on (and sees) their groups' mail; an admin on all; with no groups, managers on all."""
+    """A manager decides on (and sees) their groups' mail; an admin on all; with no groups, managers on all.
+    The next level (``escalate_to``) may step in at any time; it is *told* only after ``escalate_after``.
+    mailguard's own notices and DSNs (which carry one-time links for their recipient) only admins see."""
     if user.role == "admin":
         return True
-    if user.role != "manager":
+    if user.role != "manager" or message.origin is not Origin.SMTP:
         return False
     group = group_of(policy, message)
     if group is None:

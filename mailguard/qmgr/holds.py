@@ -25,6 +25,7 @@ from ..model import QueuedMessage, State, Submission
 from ..notices import compose
 from ..policy import Policy
 from ..settings import Settings
+from ..store import TransitionError
 from . import approvers
 
 log = logging.getLogger("mailguard.qmgr")
@@ -60,11 +61,11 @@ async def sweep(db, policy: Policy, settings: Settings, now: float | None = None
             m = w.message
             if m.state is State.AWAITING_CONFIRMATION:
                 if waited >= rules.confirm_timeout:
-                    await _end(db, settings, m, "cancel", "送信者の確認がないまま期限を過ぎたため、取り消しました。")
+                    await _end(db, settings, m, "confirm_timeout", "送信者の確認がないまま期限を過ぎたため、取り消しました。")
                     done.append(f"{m.queue_id}: cancelled, not confirmed in time")
                 continue
             if rules.approval_timeout and waited >= rules.approval_timeout and rules.on_timeout == "reject":
-                await _end(db, settings, m, "reject", "承認の期限までに判断されなかったため、送信を中止しました。")
+                await _end(db, settings, m, "approval_timeout", "承認の期限までに判断されなかったため、送信を中止しました。")
                 done.append(f"{m.queue_id}: rejected, not decided in time")
             elif rules.escalate_after and not w.escalated and waited >= rules.escalate_after:
                 names = approvers.escalation(policy, m, users)
@@ -89,8 +90,9 @@ async def sweep(db, policy: Policy, settings: Settings, now: float | None = None
 
 async def _end(db, settings: Settings, message: QueuedMessage, action: str, why: str) -> None:
     full = await db.get(message.queue_id, content=True)
-    if action == "reject":
-        notice = compose.rejected(full, why, settings)
-    else:
-        notice = compose.cancelled(full, why, settings)
-    await db.act(message.queue_id, action, "system:timeout", why, notice=notice, lifetime=settings.queue_lifetime)
+    notice = compose.rejected(full, why, settings) if action == "approval_timeout" else \
+        compose.cancelled(full, why, settings)
+    try:
+        await db.act(message.queue_id, action, "system:timeout", why, notice=notice, lifetime=settings.queue_lifetime)
+    except TransitionError:   # decided or confirmed an instant ago: the person wins, nothing to do
+        pass

@@ -302,6 +302,9 @@ class QueueManager:
         if message.state is State.AWAITING_APPROVAL:
             reply, reason = "4.7.0 not approved within the queue lifetime", \
                 "管理者の承認が得られないまま保管期限を過ぎたため、送信を中止しました。"
+        elif message.state is State.AWAITING_CONFIRMATION:
+            reply, reason = "4.7.0 not confirmed by the sender within the queue lifetime", \
+                "送信者の確認が得られないまま保管期限を過ぎたため、送信を中止しました。"
         else:
             reason = "保管期限を過ぎても配送できなかったため、送信を中止しました。"
             reply = "4.4.7 queue lifetime expired"

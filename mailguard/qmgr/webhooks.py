@@ -3,7 +3,7 @@
 Receives a step (``approval_requested``, ``escalated``, ``reminded``), the message and the
 policy's ``notify.toml [[webhook]]`` list. Hands on one HTTPS POST per webhook that asked
 for the step (httpx, 10 s timeout, 3 tries 1 s / 4 s apart). What is sent is what a chat
-outside the office may see: the queue id, the sender, the recipients' domains, the
+outside the office may see: the queue id, the sender's login name (or domain), the recipients' domains, the
 reasons' labels and the console link; never the subject, the body or a full recipient
 address (a subject can itself be personal data).
 Payloads: generic JSON (``payload``); Teams incoming webhook MessageCard
@@ -33,7 +33,8 @@ def payload(step: str, message: QueuedMessage, settings: Settings) -> dict:
     """The facts, as the generic format sends them."""
     return {
         "event": step, "title": TITLES[step], "queue_id": message.queue_id,
-        "sender": message.envelope.mail_from,
+        # the login name, else only the sender's domain: a full address is personal data
+        "sender": message.auth_user or "@" + message.envelope.mail_from.rpartition("@")[2],
         "recipient_domains": sorted({r.rpartition("@")[2].lower() for r in message.envelope.rcpt_tos}),
         "recipients": len(message.envelope.rcpt_tos),
         "reasons": list(dict.fromkeys(label(f.code) for f in message.findings)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -124,6 +125,9 @@ class Database:
             columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if column == "held_at":   # mail held before the upgrade starts its approval clock now
+                    self._conn.execute("UPDATE messages SET held_at = ? WHERE state IN"
+                                       " ('awaiting_approval', 'awaiting_confirmation')", (time.time(),))
 
     def close(self) -> None:
         self._conn.close()

@@ -34,6 +34,10 @@ TRANSITIONS: dict[str, tuple[frozenset[State], frozenset[State]]] = {
                 frozenset({S.CANCELLED})),                                          # by its sender
     "reject":  (frozenset({S.DELAYED, S.AWAITING_CONFIRMATION, S.AWAITING_APPROVAL}),
                 frozenset({S.REJECTED})),                                            # by a manager, or timeout
+    # nobody decided / the sender never confirmed in time: only from the waiting state itself, so a
+    # decision or a confirmation an instant earlier always wins over the sweep
+    "approval_timeout": (frozenset({S.AWAITING_APPROVAL}), frozenset({S.REJECTED})),
+    "confirm_timeout":  (frozenset({S.AWAITING_CONFIRMATION}), frozenset({S.CANCELLED})),
     "claim":   (frozenset({S.READY, S.DEFERRED}), frozenset({S.DELIVERING})),
     "finish":  (frozenset({S.DELIVERING}), frozenset({S.DELIVERED, S.BOUNCED, S.DEFERRED})),
     "defer":   (frozenset({S.DELIVERING}), frozenset({S.DEFERRED})),               # our own fault
@@ -44,7 +48,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], frozenset[State]]] = {
 del S
 # A person's actions (console, API, CLI) and the log event each writes.
 ACTION_EVENTS = {"release": "released", "approve": "approved", "cancel": "cancelled", "reject": "rejected",
-                 "confirm": "confirmed"}
+                 "confirm": "confirmed", "approval_timeout": "rejected", "confirm_timeout": "cancelled"}
 
 MESSAGE_COLUMNS = (
     "queue_id, state, origin, mail_from, mail_options, smtputf8, auth_user, client_addr,"
@@ -58,7 +62,8 @@ class TransitionError(Exception):
 
     WANTED = {"release": "今すぐ送信", "approve": "承認", "confirm": "送信者の確認", "cancel": "取り消し", "reject": "却下",
               "decide": "判定", "claim": "配送", "finish": "配送結果の記録", "defer": "再送待ち",
-              "expire": "期限切れの処理", "recover": "再配送"}
+              "expire": "期限切れの処理", "recover": "再配送", "approval_timeout": "承認期限の処理",
+              "confirm_timeout": "確認期限の処理"}
 
     def __init__(self, queue_id: str, state: State | None, wanted: str):
         self.queue_id, self.state, self.wanted = queue_id, state, wanted
