@@ -45,6 +45,7 @@ from ..settings import Settings
 from ..smtp import Attempt, Deliverer
 from ..store import AsyncStore, LogEntry
 from . import holds, webhooks
+from .sweeps import Sweeps
 from .settle import settle
 
 log = logging.getLogger("mailguard.qmgr")
@@ -53,8 +54,6 @@ INCOMING_BATCH = 100        # messages decided per scan, so dispatching is never
 RETRY_FAILED_DECISION = 60.0   # s before a message whose verdict could not be stored is tried again
 MAX_DECIDING = 2 * INCOMING_BATCH   # messages being decided at once (content scans queue in the pool)
 MAX_DECIDING_BYTES = 128 * 1024 * 1024   # and their content in memory together (past the first message)
-HOLD_SWEEP_INTERVAL = 30.0   # s at most between reminders, escalations and timeouts being looked for
-LINK_SWEEP_INTERVAL = 30.0   # s at most between closing expired links and removing their files
 DeliverFunction = Callable[[QueuedMessage], Awaitable[Attempt]]
 
 
@@ -72,14 +71,13 @@ class QueueManager:
         # cancelled meanwhile is simply not claimed.
         self._waiting: dict[str, None] = {}
         self._next_full_scan = 0.0
-        self._next_link_sweep = 0.0
-        self._next_hold_sweep = 0.0
         self._background: set[asyncio.Task] = set()
         self._failed_decisions: dict[str, float] = {}   # queue id → when to try storing again
         self._deciding: dict[str, int] = {}              # queue id → size, for decisions under way
         self._decisions: set[asyncio.Task] = set()
         # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
         self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
+        self.sweeps = Sweeps(settings, db, policies, self._spawn, self.wake)
         self.facts = FactGatherer(settings, db, dns=settings.dns_checks)
         self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
                                         settings.inspect_max_memory)
@@ -147,12 +145,7 @@ class QueueManager:
                     self._queue_for_delivery(queue_id)
             for queue_id in due["deliver"]:
                 self._queue_for_delivery(queue_id)
-            if now >= self._next_hold_sweep:
-                self._next_hold_sweep = now + min(HOLD_SWEEP_INTERVAL, 10 * self.settings.queue_scan_interval)
-                await self._sweep_holds()
-            if now >= self._next_link_sweep:
-                self._next_link_sweep = now + min(LINK_SWEEP_INTERVAL, 10 * self.settings.queue_scan_interval)
-                await self._sweep_links()
+            await self.sweeps.maybe_run(now)
         self._dispatch()
 
     def _spawn(self, coroutine) -> None:
@@ -160,25 +153,6 @@ class QueueManager:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _sweep_holds(self) -> None:
-        try:
-            for what in await holds.sweep(self.db, self.policies.current, self.settings,
-                                          on_step=lambda step, m: self._spawn(
-                                              webhooks.notify(self.policies.current.webhooks, step, m, self.settings))):
-                log.info("%s", what)
-            self.wake()
-        except Exception:
-            log.exception("the approval sweep failed; tried again at the next sweep")
-
-    async def _sweep_links(self) -> None:
-        """Expired links and those of messages that ended unsent are closed, their files removed.
-        On its own thread (not the store's batch thread): files go only once the rows are committed."""
-        try:
-            for link_id in await asyncio.to_thread(self.db.store.sweep_links):
-                log.info("download link %s closed (expired, or its message ended unsent); files removed", link_id)
-        except Exception:
-            log.exception("sweeping download links failed; tried again at the next sweep")
 
     async def _start_decisions(self) -> None:
         """Take the next batch of incoming messages and decide it in the background: a slow

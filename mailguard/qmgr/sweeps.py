@@ -1,0 +1,52 @@
+"""sweeps: the queue manager's slower rounds, each at most every 30 s (10 scan intervals in tests).
+
+- holds: reminders, escalations and timeouts of mail waiting for a person (``holds.sweep``),
+  each escalation and reminder also told to the chat webhooks (``webhooks``);
+- links: download links past MAILGUARD_LINK_LIFETIME, or whose message ended unsent, closed
+  and their files removed (``Store.sweep_links``, on a thread of its own, never the store's
+  batch thread: files go only once the rows are committed).
+On failure: logged; the next round tries again. Nothing here stops the scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from ..policy import PolicyWatcher
+from ..settings import Settings
+from . import holds, webhooks
+
+log = logging.getLogger("mailguard.qmgr")
+INTERVAL = 30.0
+
+
+class Sweeps:
+    def __init__(self, settings: Settings, db, policies: PolicyWatcher, spawn: Callable, wake: Callable):
+        self.settings, self.db, self.policies, self.spawn, self.wake = settings, db, policies, spawn, wake
+        self._next = 0.0
+
+    async def maybe_run(self, now: float) -> None:
+        if now < self._next:
+            return
+        self._next = now + min(INTERVAL, 10 * self.settings.queue_scan_interval)
+        await self.holds()
+        await self.links()
+
+    async def holds(self) -> None:
+        policy = self.policies.current
+        try:
+            for what in await holds.sweep(self.db, policy, self.settings, on_step=lambda step, m: self.spawn(
+                    webhooks.notify(policy.webhooks, step, m, self.settings))):
+                log.info("%s", what)
+            self.wake()
+        except Exception:
+            log.exception("the approval sweep failed; tried again at the next sweep")
+
+    async def links(self) -> None:
+        try:
+            for link_id in await asyncio.to_thread(self.db.store.sweep_links):
+                log.info("download link %s closed (expired, or its message ended unsent); files removed", link_id)
+        except Exception:
+            log.exception("sweeping download links failed; tried again at the next sweep")
