@@ -17,15 +17,16 @@ import getpass
 import json
 import logging
 import sys
-from datetime import datetime
 
 from . import policy as policy_mod
 from .address import validate_address
 from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
+from .cli_records import (_actor, _parse_time, _print_link, _store, _when, cmd_ledger_export, cmd_link_list,
+                          cmd_link_revoke)
 from .qmgr import approvers
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
-from .store import Store, TransitionError
+from .store import TransitionError
 from .users import ROLES, hash_password
 
 
@@ -94,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--comment", default="", help="理由 (送信ログに残ります)")
     p.set_defaults(func=cmd_link_revoke)
 
+    ld = sub.add_parser("ledger", help="第三者提供記録 (provision ledger, 個人情報保護法 第29条)").add_subparsers(
+        required=True, metavar="ACTION")
+    p = ld.add_parser("export", help="記録を CSV (Excel 用) か JSON で書き出す")
+    p.add_argument("--since", help="この日時から (例 2026-11-01)")
+    p.add_argument("--until", help="この日時の前まで")
+    p.add_argument("--person", help="この本人の記録だけ (開示の請求、第33条第5項)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--encoding", choices=("utf-8", "cp932"), default="utf-8",
+                   help="CSV の文字コード (utf-8 は BOM 付きで Excel が開ける)")
+    p.set_defaults(func=cmd_ledger_export)
+
     u = sub.add_parser("user", help="利用者 (users)").add_subparsers(required=True, metavar="ACTION")
     p = u.add_parser("add", help="利用者を追加")
     p.add_argument("username")
@@ -116,21 +128,6 @@ def _parser() -> argparse.ArgumentParser:
 
 RECIPIENT_LABELS = {"pending": "未送信", "delivered": "送信済み", "bounced": "不達"}
 LEVEL_LABELS = {"none": "個人情報なし", "personal": "個人情報", "sensitive": "要配慮個人情報"}
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
-
-
-def _store(settings: Settings) -> Store:
-    return Store(settings.db_path)
-
-
-def _when(ts: float | None, settings: Settings) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, settings.zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _no_login_data_warning(record: logging.LogRecord) -> bool:
@@ -284,15 +281,6 @@ def _print_scan(result) -> None:
         print(f"変換: {note}")
 
 
-def _parse_time(text: str | None, settings: Settings) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=settings.zone).timestamp()
-    except ValueError:
-        raise SystemExit(f"日時の形式が不正です (bad date): {text!r}; 例 2026-11-21 または 2026-11-21T09:00")
-
-
 def cmd_log(settings: Settings, args) -> int:
     store = _store(settings)
     if args.verify:
@@ -355,36 +343,6 @@ def cmd_user_toggle(settings: Settings, args) -> int:
         print(f"{args.username}: 利用者が見つかりません (no such user)", file=sys.stderr)
         return 1
     print(f"{args.username}: {'無効にしました' if args.disabled else '有効にしました'}")
-    return 0
-
-
-def _print_link(link, settings: Settings, indent: str = "") -> None:
-    opened = f"  初回 {_when(link.first_download_at, settings)}、{link.downloads} 回" if link.first_download_at else ""
-    expiry = f"  期限 {_when(link.expires_at, settings)}" if link.expires_at and not link.closed else ""
-    print(f"{indent}{link.queue_id}  {link.recipient:<40} {link.status}{opened}{expiry}"
-          f"  (ファイル {len(link.files)} 件、パスコード誤り {link.failures} 回)")
-
-
-def cmd_link_list(settings: Settings, args) -> int:
-    links = _store(settings).links(args.queue_id)
-    if not links:
-        print("ダウンロードリンクはありません。")
-    for link in links:
-        _print_link(link, settings)
-    return 0
-
-
-def cmd_link_revoke(settings: Settings, args) -> int:
-    store = _store(settings)
-    if store.get(args.queue_id) is None:
-        print(f"{args.queue_id}: 見つかりません (not found)", file=sys.stderr)
-        return 1
-    count = store.revoke_links(args.queue_id, _actor(), comment=args.comment)
-    if not count:
-        print(f"{args.queue_id}: 無効にできるリンクはありません (すでに無効か期限切れ、またはリンクで送っていません)",
-              file=sys.stderr)
-        return 1
-    print(f"{args.queue_id}: ダウンロードリンク {count} 件を無効にし、ファイルを削除しました")
     return 0
 
 

@@ -157,6 +157,17 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Provision:
+    """What a message gives a third party, for the provision record (個人情報保護法 第29条;
+    施行規則 第20条: the person the data is about, the data items). ``persons`` hold real
+    names and numbers: they are stored only in the ledger's own table, for admins."""
+
+    level: str                           # "personal" | "sensitive" (要配慮個人情報)
+    items: tuple[str, ...]               # data items in Japanese: 氏名, 介護保険被保険者番号, 病名・病状 …
+    persons: tuple[dict, ...] = field(default=(), repr=False)   # {"value": "山本花子", "kind": "person_name"|"roster"|…}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The decision on one message: its action, the hold's end, and the findings behind it."""
 

@@ -20,12 +20,13 @@ here raises for a bad message. CPU grows with the message: run it off the loop.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from .. import findings as F
-from ..model import Action, Finding, Origin, QueuedMessage, Route, RouteKind, State, Submission, Verdict
+from ..model import (Action, Finding, Origin, Provision, QueuedMessage, Route, RouteKind, State, Submission,
+                     Verdict)
 from ..notices import compose
 from ..policy import Policy
 from ..settings import Settings
@@ -53,6 +54,7 @@ class Assessment:
     transformed: Transformed = field(default_factory=Transformed)
     notices: tuple[Submission, ...] = ()
     failures: tuple[str, ...] = ()        # "stage: ExceptionType: text", for the log
+    provision: Provision | None = None    # for the provision record of each external delivery
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -78,7 +80,20 @@ def held_for_failure(message: QueuedMessage, stage: str, findings: tuple[Finding
 
 def assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, facts: Facts,
            content: ContentReport | None, settings: Settings) -> Assessment:
-    """The whole decision on one message. Never raises for a bad message."""
+    """The whole decision on one message, with what its external deliveries will provide
+    (``provision``: kept even when the message is held for a failure, for it may be approved).
+    Never raises for a bad message."""
+    assessment = _assess(message, routes, policy, facts, content, settings)
+    try:
+        provision = content.provision() if content is not None else None
+    except Exception as exc:
+        _failed(message, "provision", exc)
+        provision = None
+    return replace(assessment, provision=provision) if provision else assessment
+
+
+def _assess(message: QueuedMessage, routes: tuple[Route, ...], policy: Policy, facts: Facts,
+            content: ContentReport | None, settings: Settings) -> Assessment:
     if message.origin is not Origin.SMTP:   # our own DSNs and notices go straight out
         return Assessment(Verdict(Action.DELIVER, None, ()), State.READY)
     failures: list[str] = []

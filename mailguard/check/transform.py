@@ -29,7 +29,7 @@ On failure: raises; the pipeline holds the message unchanged for a person.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import findings as F
 from .. import vault
@@ -58,6 +58,7 @@ class Transformed:
     passcode: str | None = None                               # generated link passcode: to the sender only
     linked: tuple[str, ...] = ()                              # names behind the links
     link_recipients: tuple[str, ...] = ()
+    protection: dict[str, str] = field(default_factory=dict)  # recipient → internal/fax/link/zip/none
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,11 @@ def transform(raw: bytes, routes: tuple[Route, ...], verdict: Verdict, policy: P
         body_paths = surgery.body_paths(surgery.parse(base))
         plans = {r.address: plan for r in routes if r.kind is RouteKind.EXTERNAL
                  if (plan := _plan(r, policy, content, body_paths, unscannable, link_context is not None))}
+    protection = {r.address: "internal" if r.kind is RouteKind.INTERNAL else "fax" if r.kind is RouteKind.FAX
+                  else plans[r.address].mode if r.address in plans else "none" for r in routes}
     if not plans:
-        return Transformed(None if base is raw else base, deliver_to, tuple(notes))
-    return _protect(base, raw, plans, policy, deliver_to, notes, link_context)
+        return Transformed(None if base is raw else base, deliver_to, tuple(notes), protection=protection)
+    return replace(_protect(base, raw, plans, policy, deliver_to, notes, link_context), protection=protection)
 
 
 def _protect(base: bytes, raw: bytes, plans: dict[str, _Plan], policy: Policy, deliver_to: dict[str, str],

@@ -26,6 +26,7 @@ from fastapi.responses import RedirectResponse, Response
 from ..address import address_key, fax_display, fax_e164, validate_address
 from ..policy import PolicyError, PolicyWatcher, decode_csv, update_file
 from ..store import Store
+from ..store.ledger import HEADER, table
 from ..users import ROLES, hash_password
 
 KINDS = {"email": ("address", "organisation", "name", "note"),
@@ -56,7 +57,8 @@ def from_csv_cell(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
-def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, page, current_user, csrf_ok) -> None:
+def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, page, current_user, csrf_ok,
+                     zone=None) -> None:
     async def admin(request: Request):
         user = await current_user(request)
         if user is None:
@@ -210,6 +212,21 @@ def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, pa
         data = out.getvalue().encode("utf-8-sig" if encoding == "utf-8" else "cp932", "replace")
         return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
                         headers={"Content-Disposition": 'attachment; filename="address_book.csv"'})
+
+    @app.get("/admin/ledger.csv", include_in_schema=False)
+    async def ledger_export(request: Request, person: str = "", encoding: str = "utf-8"):
+        """The provision ledger (第三者提供記録) with 本人, for admins only; ``person``: one person's rows."""
+        user = await admin(request)
+        if encoding not in ("utf-8", "cp932"):
+            raise HTTPException(400, "encoding must be utf-8 or cp932")
+        rows = await db.ledger(person=person or None)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerows(
+            [HEADER, *([csv_cell(cell) for cell in row] for row in table(rows, zone))])
+        await db.record_admin("ledger_exported", f"web:{user.username}", {"person": bool(person), "rows": len(rows)})
+        data = out.getvalue().encode("utf-8-sig" if encoding == "utf-8" else "cp932", "replace")
+        return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
+                        headers={"Content-Disposition": 'attachment; filename="provision_ledger.csv"'})
 
     @app.post("/admin/address-book/import", include_in_schema=False)
     async def import_csv(request: Request, file: UploadFile, csrf_token: str = Form("")):

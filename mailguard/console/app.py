@@ -280,7 +280,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         found = tokens.read(settings.data_dir, token, settings.queue_lifetime)
         return None if found is None else await db.get(found[0])
 
-    add_admin_routes(app, store, db, policies, page, current_user, csrf_ok)
+    add_admin_routes(app, store, db, policies, page, current_user, csrf_ok, settings.zone)
     add_link_routes(app, settings, store, db, page, current_user, csrf_ok, may_see)
     add_confirm_routes(app, settings, store, db, page, csrf_ok)
     add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,

@@ -91,6 +91,11 @@ class OrganisationFile(_Strict):
 
 
 AgreedKey = Annotated[str, Field(min_length=8, max_length=128)]
+# The legal basis of giving this partner personal data (個人情報保護法 第27条): "consent" (本人の同意),
+# "contract" (a contract that stands in for the record: kept 1 year, 施行規則 第21条), "entrustment"
+# (委託), "law" (法令に基づく), "joint_use" (共同利用). The last three need no provision record (第27条
+# 第1項・第5項) but mailguard keeps one, marked as not required. Unset: treated as needing a record.
+Basis = Literal["consent", "contract", "entrustment", "law", "joint_use"]
 # How personal data leaves for a recipient: a download link, an AES-256 zip, or as it is.
 Protection = Literal["link", "zip", "none"]
 
@@ -104,6 +109,7 @@ class EmailEntry(_Strict):
     key: AgreedKey | None = Field(default=None, repr=False)
     # This partner's own choice, e.g. "zip" where they prefer an AES zip with the agreed key. Unset: [protection].
     protection: Protection | None = None
+    basis: Basis | None = None
 
 
 class DomainEntry(_Strict):
@@ -112,6 +118,7 @@ class DomainEntry(_Strict):
     note: str = ""
     key: AgreedKey | None = Field(default=None, repr=False)
     protection: Protection | None = None
+    basis: Basis | None = None
 
 
 class FaxEntry(_Strict):
@@ -119,6 +126,7 @@ class FaxEntry(_Strict):
     organisation: str = Field(min_length=1)
     name: str = ""
     note: str = ""
+    basis: Basis | None = None
 
 
 class AddressBookFile(_Strict):

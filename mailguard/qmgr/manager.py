@@ -238,6 +238,7 @@ class QueueManager:
             await self.db.apply_verdict(message.queue_id, a.verdict, a.state, content=a.transformed.content,
                                         deliver_to=a.transformed.deliver_to, notes=a.transformed.notes,
                                         notices=a.notices + tuple(to_approvers), approvers=tuple(told),
+                                        provision=a.provision, protection=a.transformed.protection,
                                         lifetime=self.settings.queue_lifetime,
                                         protected=a.transformed.protected,
                                         link_limits=(self.settings.link_lifetime, self.settings.link_max_downloads,
@@ -357,10 +358,24 @@ class QueueManager:
                          reply="; ".join(sorted({t for _, t in outcome.results.values()}))[:1000])
         await self.db.finish(message.queue_id, outcome.state, outcome.results, entry,
                              next_attempt_at=outcome.next_attempt_at, dsn=notice,
-                             dsn_lifetime=self.settings.queue_lifetime)
+                             dsn_lifetime=self.settings.queue_lifetime, provisions=self._bases(outcome.results,
+                                                                                               detail["organisations"]))
         log.info("%s: %s via %s (%s)", message.queue_id, outcome.state, attempt.remote, entry.reply)
         if notice is not None:
             self.wake()
+
+    def _bases(self, results: dict, organisations: dict) -> dict[str, tuple[str | None, str | None]]:
+        """(organisation, legal basis from the address book) per recipient, for the provision ledger."""
+        policy = self.policies.current
+        out = {}
+        for rcpt in results:
+            try:
+                r = routing.route(rcpt, policy)
+                entry = policy.fax_entry(r.fax_e164) if r.fax_e164 else policy.lookup(rcpt)
+                out[rcpt] = (organisations.get(rcpt), getattr(entry, "basis", None))
+            except Exception:   # the record itself must not fail for it
+                out[rcpt] = (organisations.get(rcpt), None)
+        return out
 
     def _organisations(self, results: dict) -> dict[str, str | None]:
         policy = self.policies.current

@@ -15,7 +15,7 @@ On failure: a method raises and its transaction is rolled back; a refused state
 change raises ``TransitionError`` with a Japanese message.
 Modules: ``db`` (connection, schema, group commit), ``queue``, ``links`` (download
 links, their sealed files and access record), ``approvals`` (who was told, escalation,
-two approvers), ``accounts``,
+two approvers), ``ledger`` (the provision record, 第29条, with 本人 in its own table), ``accounts``,
 ``sendlog``, ``aio`` (the async wrapper the server uses).
 """
 
@@ -25,13 +25,14 @@ from .accounts import AccountStore
 from .approvals import ApprovalStore, Waiting
 from .aio import AsyncStore
 from .db import Database, private_dir, private_file
+from .ledger import BASIS_LABELS, PROTECTION_LABELS, LedgerStore
 from .links import CLOSED_LABELS, Link, LinkStore
 from .queue import TRANSITIONS, QueueStore, TransitionError
 from .sendlog import LogEntry
 
 
-class Store(QueueStore, LinkStore, ApprovalStore, AccountStore, Database):
+class Store(QueueStore, LinkStore, ApprovalStore, LedgerStore, AccountStore, Database):
     """Synchronous access to the database at ``path`` (created on first use)."""
 
 
-__all__ = ["Store", "Waiting", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]
+__all__ = ["Store", "Waiting", "BASIS_LABELS", "PROTECTION_LABELS", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import approvals, links, sendlog
+from . import approvals, ledger, links, sendlog
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -113,7 +113,7 @@ class Database:
         self._conn.execute("PRAGMA foreign_keys=ON")
         # deleted rows (copies carrying link secrets, finished content) are overwritten, not left in free pages
         self._conn.execute("PRAGMA secure_delete=ON")
-        self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA)
+        self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -121,6 +121,7 @@ class Database:
         for table, column, kind in (("recipients", "deliver_to", "TEXT"),
                                     ("messages", "original_content", "BLOB"),
                                     ("recipients", "copy", "INTEGER"),
+                                    ("recipients", "protection", "TEXT"),
                                     *(("messages", c, k) for c, k in approvals.COLUMNS)):
             columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:

@@ -15,10 +15,10 @@ import time
 from dataclasses import replace
 from typing import Any, Iterable
 
-from ..model import (STATE_LABELS, Envelope, Finding, Origin, QueuedMessage, Recipient, RecipientStatus,
+from ..model import (STATE_LABELS, Envelope, Finding, Origin, Provision, QueuedMessage, Recipient, RecipientStatus,
                      State, Submission, Verdict)
 from ..vault import Protected
-from . import sendlog
+from . import ledger, sendlog
 from .sendlog import LogEntry
 
 S = State
@@ -228,7 +228,8 @@ class QueueStore:
                       notes: tuple[str, ...] = (), notices: tuple[Submission, ...] = (),
                       lifetime: float = 0, now: float | None = None, protected: Protected | None = None,
                       link_limits: tuple[float, int, int] = (7 * 86400, 20, 5),
-                      approvers: tuple[str, ...] = ()) -> None:
+                      approvers: tuple[str, ...] = (), provision: Provision | None = None,
+                      protection: dict[str, str] | None = None) -> None:
         """incoming → delayed / awaiting_approval / ready / rejected, keeping the findings.
 
         ``content`` replaces what will be delivered (the original is kept in
@@ -250,6 +251,11 @@ class QueueStore:
             for rcpt, address in (deliver_to or {}).items():
                 conn.execute("UPDATE recipients SET deliver_to = ? WHERE queue_id = ? AND address = ?",
                              (address, queue_id, rcpt))
+            for rcpt, how in (protection or {}).items():
+                conn.execute("UPDATE recipients SET protection = ? WHERE queue_id = ? AND address = ?",
+                             (how, queue_id, rcpt))
+            if provision is not None:
+                ledger.write_facts(conn, queue_id, provision)
             if protected is not None and new_state is not State.REJECTED:
                 link_lifetime, downloads, failures = link_limits
                 self.write_protected(conn, queue_id, protected, lifetime=link_lifetime, max_downloads=downloads,
@@ -314,7 +320,8 @@ class QueueStore:
 
     def finish(self, queue_id: str, new_state: State, results: dict[str, tuple[RecipientStatus, str]],
                entry: LogEntry, *, transition: str = "finish", next_attempt_at: float | None = None,
-               dsn: Submission | None = None, dsn_lifetime: float = 0) -> None:
+               dsn: Submission | None = None, dsn_lifetime: float = 0,
+               provisions: dict[str, tuple[str | None, str | None]] | None = None) -> None:
         """Record a delivery attempt (``finish``) or an expiry (``expire``): per-recipient
         outcome, the new state, and the DSN to the sender, all in one transaction."""
         with self._write() as conn:
@@ -324,6 +331,11 @@ class QueueStore:
             self.activate_links(conn, queue_id, [a for a, (s, _) in results.items() if s == RecipientStatus.DELIVERED],
                                 entry.at)
             self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at)
+            delivered = {a: (provisions or {}).get(a, (None, None)) for a, (s, _) in results.items()
+                         if s == RecipientStatus.DELIVERED}
+            if delivered:   # the provision record, in the delivery's own transaction (第29条)
+                log_seq = conn.execute("SELECT max(seq) FROM send_log").fetchone()[0]
+                ledger.record(conn, queue_id, entry.at, delivered, log_seq)
             if new_state in (State.DELIVERED, State.BOUNCED):
                 self.drop_copies(conn, queue_id)
             if dsn is not None:

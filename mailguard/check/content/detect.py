@@ -23,7 +23,7 @@ import bisect
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import phonenumbers
@@ -52,6 +52,12 @@ class Detection:
     masked: str         # what may be shown and logged: numbers and names masked
     start: int = 0      # span in the normalised text
     end: int = 0
+    # The value itself, kept only for the kinds that name a person (本人, for the provision record,
+    # 個人情報保護法 第29条); never shown or logged, stored only in the admins' ledger table.
+    value: str = field(default="", repr=False, compare=False)
+
+
+SUBJECT_KINDS = ("person_name", "roster", "care_insured_number")   # what names a data subject (本人)
 
 
 class Detector:
@@ -94,7 +100,8 @@ class Detector:
                 score += DOCUMENT_BOOST
             if score >= THRESHOLD:
                 found.append(Detection(self.kind, self.label, self.sensitive, self.identifies,
-                                       round(min(score, 1.0), 2), self.mask(value), start, end))
+                                       round(min(score, 1.0), 2), self.mask(value), start, end,
+                                       value if self.kind in SUBJECT_KINDS else ""))
         return found
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ... import findings as F
-from ...model import Finding
+from ...model import Finding, Provision
 from .detect import Detection, detect, detectors_for
 from .extract import SUBJECT, Extraction, Limits, Unscannable, extract_message
 
@@ -80,6 +80,18 @@ class ContentReport:
     @cached_property
     def _names(self) -> dict[str, str]:
         return dict(self.attachments)
+
+    def provision(self) -> Provision | None:
+        """What the provision record (第三者提供記録, 個人情報保護法 第29条) needs of this content:
+        the level, the data items (the detectors' Japanese labels) and the persons it is about
+        (names and insured numbers found; those from the roster marked). None without personal data."""
+        if self.level == "none":
+            return None
+        found = [d for part in self.parts for d in part.detections]
+        items = tuple(dict.fromkeys(d.label for d in found if d.kind != "roster"))
+        persons = tuple(dict.fromkeys(
+            (d.value.replace(" ", "").replace("\u3000", ""), d.kind) for d in found if d.value))
+        return Provision(self.level, items or ("氏名",), tuple({"value": v, "kind": k} for v, k in persons))
 
     def findings(self) -> list[Finding]:
         data: dict[str, list[Finding]] = {F.SENSITIVE_DATA: [], F.PERSONAL_DATA: []}

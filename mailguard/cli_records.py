@@ -1,0 +1,93 @@
+"""cli_records: the CLI's commands for the records: download links and the provision ledger.
+
+``mailguard link list|revoke`` (download links and their 開封 status) and ``mailguard ledger
+export`` (the 第三者提供記録 of 個人情報保護法 第29条: CSV with a UTF-8 BOM for Excel, or CP932,
+or JSON lines; ``--person`` for a disclosure request, 第33条第5項). Read from the store the
+server writes; a revocation is logged as ``cli:<unix user>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import sys
+from datetime import datetime
+
+from .settings import Settings
+from .store import Store
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.db_path)
+
+
+def _when(ts: float | None, settings: Settings) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, settings.zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _parse_time(text: str | None, settings: Settings) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=settings.zone).timestamp()
+    except ValueError:
+        raise SystemExit(f"日時の形式が不正です (bad date): {text!r}; 例 2026-11-21 または 2026-11-21T09:00")
+
+
+def _print_link(link, settings: Settings, indent: str = "") -> None:
+    opened = f"  初回 {_when(link.first_download_at, settings)}、{link.downloads} 回" if link.first_download_at else ""
+    expiry = f"  期限 {_when(link.expires_at, settings)}" if link.expires_at and not link.closed else ""
+    print(f"{indent}{link.queue_id}  {link.recipient:<40} {link.status}{opened}{expiry}"
+          f"  (ファイル {len(link.files)} 件、パスコード誤り {link.failures} 回)")
+
+
+def cmd_link_list(settings: Settings, args) -> int:
+    links = _store(settings).links(args.queue_id)
+    if not links:
+        print("ダウンロードリンクはありません。")
+    for link in links:
+        _print_link(link, settings)
+    return 0
+
+
+def cmd_link_revoke(settings: Settings, args) -> int:
+    store = _store(settings)
+    if store.get(args.queue_id) is None:
+        print(f"{args.queue_id}: 見つかりません (not found)", file=sys.stderr)
+        return 1
+    count = store.revoke_links(args.queue_id, _actor(), comment=args.comment)
+    if not count:
+        print(f"{args.queue_id}: 無効にできるリンクはありません (すでに無効か期限切れ、またはリンクで送っていません)",
+              file=sys.stderr)
+        return 1
+    print(f"{args.queue_id}: ダウンロードリンク {count} 件を無効にし、ファイルを削除しました")
+    return 0
+
+
+def cmd_ledger_export(settings: Settings, args) -> int:
+    from .store.ledger import HEADER, table
+
+    rows = _store(settings).ledger(since=_parse_time(args.since, settings), until=_parse_time(args.until, settings),
+                                   person=args.person)
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([HEADER, *table(rows, settings.zone)])
+    data = ("\ufeff" + out.getvalue()).encode("utf-8") if args.encoding == "utf-8" else \
+        out.getvalue().encode("cp932", "replace")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+

@@ -1,0 +1,84 @@
+"""The provision ledger (第三者提供記録, 個人情報保護法 第29条): one row per delivery of personal data
+to a third party, with the organisation, 本人, the items, 要配慮 and the legal basis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from conftest import INTERNAL, REGISTERED, send, send_raw, wait_for
+from documents import XLSX, care_plan_xlsx, message, referral_pdf
+
+ENTRUSTED = "care@hikari-houkan.example.com"
+
+
+def ledger_relay(make_relay):
+    relay = make_relay()
+    (relay.policies / "roster.csv").write_text("氏名,被保険者番号\n佐藤 花子,0123456789\n鈴木 一郎,\n", "utf-8")
+    book = relay.policies / "address_book.toml"
+    book.write_text(book.read_text("utf-8").replace(
+        'organisation = "ひかり訪問看護ステーション"', 'organisation = "ひかり訪問看護ステーション"\nbasis = "entrustment"'),
+        "utf-8")
+    return relay.start()
+
+
+def delivered(relay, queue_id):
+    assert relay.wait_decided(queue_id) == "delayed"
+    relay.act(queue_id, "release", actor="test:staff")
+    wait_for(lambda: relay.state(queue_id) == "delivered", what="delivered")
+
+
+def test_each_provision_of_personal_data_is_one_ledger_row(make_relay, upstream):
+    relay = ledger_relay(make_relay)
+    plan = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
+    referral = send_raw(relay, [ENTRUSTED], message(attachments=[("紹介状.pdf", referral_pdf(), "application/pdf")]))
+    internal = send_raw(relay, [f"colleague@{INTERNAL}"],
+                        message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
+    plain = send(relay, [REGISTERED], subject="会議の日程", body="会議は15時からです。\n")
+    for queue_id in (plan, referral, plain):
+        delivered(relay, queue_id)
+    wait_for(lambda: relay.state(internal) == "delivered", what="internal delivered")
+
+    rows = {r["queue_id"]: r for r in relay.store.ledger()}
+    assert set(rows) == {plan, referral}                      # internal and no-personal-data: no row
+    first = rows[plan]
+    assert first["organisation"] == "みなと総合病院 地域医療連携室" and first["recipient"] == REGISTERED
+    assert {"value": "佐藤花子", "kind": "roster"} in first["persons"]
+    assert "要介護度" in first["items"] and first["level"] == "sensitive" and first["record_required"]
+    assert first["protection"] == "zip" and first["log_seq"]
+    assert any(e.event == "delivery" for e in relay.events(plan))
+    second = rows[referral]
+    assert second["basis"] == "entrustment" and not second["record_required"]   # 委託: kept, marked
+    assert any(p["value"] == "鈴木一郎" for p in second["persons"])
+
+    out = relay.cli("ledger", "export").stdout
+    assert out.startswith("\ufeff提供日時,")                  # a BOM: Excel opens it as UTF-8
+    table = list(csv.reader(io.StringIO(out.lstrip("\ufeff"))))
+    assert len(table) == 3 and "不要 (第27条第1項・第5項)" in table[2] and "委託" in table[2]
+    mine = [json.loads(line) for line in relay.cli("ledger", "export", "--person", "佐藤 花子", "--format",
+                                                   "json").stdout.splitlines()]
+    assert [r["queue_id"] for r in mine] == [plan]             # a disclosure request: that person only
+    for entry in relay.events():                               # 本人 never in the operational log
+        assert "佐藤花子" not in json.dumps(entry.__dict__, ensure_ascii=False)
+
+
+def test_the_ledger_is_for_admins_only_in_the_console(make_relay, upstream):
+    from conftest import free_port, listening
+    from test_console_security import Client
+
+    web = free_port()
+    relay = make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}")
+    relay.add_user("kanri", "admin", f"kanri@{INTERNAL}", "admin-password-1")
+    relay.add_user("boss", "manager", f"boss@{INTERNAL}", "manager-password-1")
+    relay.start()
+    wait_for(lambda: listening(web), what="console")
+    queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
+    delivered(relay, queue_id)
+    boss = Client(f"http://127.0.0.1:{web}")
+    boss.login("boss", "manager-password-1")
+    assert boss.get("/admin/ledger.csv").status == 403
+    admin = Client(f"http://127.0.0.1:{web}")
+    admin.login("kanri", "admin-password-1")
+    got = admin.get("/admin/ledger.csv")
+    assert got.status == 200 and queue_id in got.body.decode("utf-8-sig")
