@@ -22,7 +22,7 @@ from . import policy as policy_mod
 from .address import validate_address
 from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
 from .cli_records import (_actor, _parse_time, _print_link, _store, _when, cmd_ledger_export, cmd_link_list,
-                          cmd_link_revoke)
+                          cmd_link_revoke, cmd_purge)
 from .qmgr import approvers
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("queue_id")
     p.add_argument("--comment", default="", help="理由 (送信ログに残ります)")
     p.set_defaults(func=cmd_link_revoke)
+
+    p = sub.add_parser("purge", help="保存期間 (MAILGUARD_CONTENT_RETENTION) を過ぎた本文を削除する")
+    p.add_argument("--dry-run", action="store_true", help="削除せずに対象を表示する")
+    p.set_defaults(func=cmd_purge)
 
     ld = sub.add_parser("ledger", help="第三者提供記録 (provision ledger, 個人情報保護法 第29条)").add_subparsers(
         required=True, metavar="ACTION")

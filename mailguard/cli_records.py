@@ -1,6 +1,7 @@
 """cli_records: the CLI's commands for the records: download links and the provision ledger.
 
-``mailguard link list|revoke`` (download links and their 開封 status) and ``mailguard ledger
+``mailguard link list|revoke`` (download links and their 開封 status), ``mailguard purge``
+(content past MAILGUARD_CONTENT_RETENTION; ``--dry-run`` says what would go) and ``mailguard ledger
 export`` (the 第三者提供記録 of 個人情報保護法 第29条: CSV with a UTF-8 BOM for Excel, or CP932,
 or JSON lines; ``--person`` for a disclosure request, 第33条第5項). Read from the store the
 server writes; a revocation is logged as ``cli:<unix user>``.
@@ -91,3 +92,22 @@ def cmd_ledger_export(settings: Settings, args) -> int:
     return 0
 
 
+
+
+def cmd_purge(settings: Settings, args) -> int:
+    """``mailguard purge [--dry-run]``: the content past MAILGUARD_CONTENT_RETENTION, now."""
+    store = _store(settings)
+    import time
+
+    before = time.time() - settings.content_retention
+    if args.dry_run:
+        ids = store.purgeable(before, limit=100_000)
+        print(f"本文を削除する対象: {len(ids)} 通 (終了から {settings.content_retention // 86400} 日以上)")
+        for queue_id in ids:
+            print(f"  {queue_id}")
+        return 0
+    total = 0
+    while batch := store.purge_content(before, actor=_actor()):
+        total += len(batch)
+    print(f"{total} 通の本文を削除しました (送信ログと第三者提供記録は残ります)")
+    return 0

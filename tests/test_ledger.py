@@ -82,3 +82,15 @@ def test_the_ledger_is_for_admins_only_in_the_console(make_relay, upstream):
     admin.login("kanri", "admin-password-1")
     got = admin.get("/admin/ledger.csv")
     assert got.status == 200 and queue_id in got.body.decode("utf-8-sig")
+
+
+def test_content_goes_after_its_retention_and_the_records_stay(make_relay, upstream):
+    relay = make_relay(MAILGUARD_CONTENT_RETENTION="1").start()
+    queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
+    delivered(relay, queue_id)
+    wait_for(lambda: relay.store.get(queue_id, content=True).content == b"", timeout=15, what="the purge")
+    assert [r["queue_id"] for r in relay.store.ledger()] == [queue_id]          # the ledger stays
+    events = [e.event for e in relay.events(queue_id)]
+    assert events[-1] == "content_purged" and "delivery" in events
+    assert relay.store.verify_log()[1] is None                                   # the chain still verifies
+    assert "0 通" in relay.cli("purge", "--dry-run").stdout

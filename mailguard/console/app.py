@@ -316,6 +316,8 @@ def _when(ts: float | None, settings: Settings) -> str:
 
 def _view(message: QueuedMessage) -> dict:
     """What the page shows of a message: decoded headers, the body as text, attachment names."""
+    if message.content == b"":
+        return {"headers": [], "body": "(保存期間を過ぎたため、本文と添付ファイルは削除しました)", "attachments": []}
     try:
         parsed = message_from_bytes(message.content or b"", policy=default)
         headers = [(name, str(parsed.get(name, ""))) for name in ("From", "To", "Cc", "Subject", "Date")

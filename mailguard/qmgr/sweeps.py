@@ -4,7 +4,8 @@
   each escalation and reminder also told to the chat webhooks (``webhooks``);
 - links: download links past MAILGUARD_LINK_LIFETIME, or whose message ended unsent, closed
   and their files removed (``Store.sweep_links``, on a thread of its own, never the store's
-  batch thread: files go only once the rows are committed).
+  batch thread: files go only once the rows are committed);
+- retention: the content of messages that ended more than MAILGUARD_CONTENT_RETENTION ago.
 On failure: logged; the next round tries again. Nothing here stops the scan.
 """
 
@@ -33,6 +34,7 @@ class Sweeps:
         self._next = now + min(INTERVAL, 10 * self.settings.queue_scan_interval)
         await self.holds()
         await self.links()
+        await self.purge(now)
 
     async def holds(self) -> None:
         policy = self.policies.current
@@ -43,6 +45,16 @@ class Sweeps:
             self.wake()
         except Exception:
             log.exception("the approval sweep failed; tried again at the next sweep")
+
+    async def purge(self, now: float) -> None:
+        """Raw content past MAILGUARD_CONTENT_RETENTION (``Store.purge_content``), off the store's batch thread."""
+        try:
+            purged = await asyncio.to_thread(self.db.store.purge_content, now - self.settings.content_retention)
+            if purged:
+                log.info("content of %d finished message(s) purged (MAILGUARD_CONTENT_RETENTION): %s",
+                         len(purged), ", ".join(purged[:20]))
+        except Exception:
+            log.exception("purging old content failed; tried again at the next sweep")
 
     async def links(self) -> None:
         try:

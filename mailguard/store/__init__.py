@@ -15,7 +15,8 @@ On failure: a method raises and its transaction is rolled back; a refused state
 change raises ``TransitionError`` with a Japanese message.
 Modules: ``db`` (connection, schema, group commit), ``queue``, ``links`` (download
 links, their sealed files and access record), ``approvals`` (who was told, escalation,
-two approvers), ``ledger`` (the provision record, 第29条, with 本人 in its own table), ``accounts``,
+two approvers), ``ledger`` (the provision record, 第29条, with 本人 in its own table), ``retention``
+(raw content purged after MAILGUARD_CONTENT_RETENTION), ``accounts``,
 ``sendlog``, ``aio`` (the async wrapper the server uses).
 """
 
@@ -27,11 +28,12 @@ from .aio import AsyncStore
 from .db import Database, private_dir, private_file
 from .ledger import BASIS_LABELS, PROTECTION_LABELS, LedgerStore
 from .links import CLOSED_LABELS, Link, LinkStore
+from .retention import RetentionStore
 from .queue import TRANSITIONS, QueueStore, TransitionError
 from .sendlog import LogEntry
 
 
-class Store(QueueStore, LinkStore, ApprovalStore, LedgerStore, AccountStore, Database):
+class Store(QueueStore, LinkStore, ApprovalStore, LedgerStore, RetentionStore, AccountStore, Database):
     """Synchronous access to the database at ``path`` (created on first use)."""
 
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import approvals, ledger, links, sendlog
+from . import approvals, ledger, links, retention, sendlog
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -122,7 +122,7 @@ class Database:
                                     ("messages", "original_content", "BLOB"),
                                     ("recipients", "copy", "INTEGER"),
                                     ("recipients", "protection", "TEXT"),
-                                    *(("messages", c, k) for c, k in approvals.COLUMNS)):
+                                    *(("messages", c, k) for c, k in approvals.COLUMNS + retention.COLUMNS)):
             columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
