@@ -22,7 +22,7 @@ from . import policy as policy_mod
 from .address import validate_address
 from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
 from .cli_records import (_actor, _parse_time, _print_link, _store, _when, cmd_ledger_export, cmd_link_list,
-                          cmd_link_revoke, cmd_purge)
+                          cmd_link_revoke, cmd_purge, cmd_incident_report)
 from .qmgr import approvers
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("queue_id")
     p.add_argument("--comment", default="", help="理由 (送信ログに残ります)")
     p.set_defaults(func=cmd_link_revoke)
+
+    inc = sub.add_parser("incident", help="誤送信の報告 (漏えい等報告)").add_subparsers(required=True, metavar="ACTION")
+    p = inc.add_parser("report", help="個人情報保護委員会への速報の下書きを作る")
+    p.add_argument("queue_id")
+    p.add_argument("--discovered", help="発覚日時 (例 2026-11-22T10:00。省略時は今)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_incident_report)
 
     p = sub.add_parser("purge", help="保存期間 (MAILGUARD_CONTENT_RETENTION) を過ぎた本文を削除する")
     p.add_argument("--dry-run", action="store_true", help="削除せずに対象を表示する")

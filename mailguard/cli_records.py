@@ -111,3 +111,18 @@ def cmd_purge(settings: Settings, args) -> int:
         total += len(batch)
     print(f"{total} 通の本文を削除しました (送信ログと第三者提供記録は残ります)")
     return 0
+
+
+def cmd_incident_report(settings: Settings, args) -> int:
+    """``mailguard incident report QUEUE_ID``: a draft of the PPC 速報 for a misdelivered message."""
+    from .incident import draft, text
+
+    try:
+        report = draft(_store(settings), args.queue_id, settings.zone, _parse_time(args.discovered, settings),
+                       actor=_actor())
+    except LookupError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else text(report, settings.zone),
+          end="" if args.format == "text" else "\n")
+    return 0

@@ -21,7 +21,7 @@ RANK = {
     "check": 4,
     "qmgr": 5,
     "console": 6, "scan": 6, "download": 6,
-    "serve": 7, "cli_records": 7.5, "cli": 8, "__main__": 9, "__init__": 9,
+    "serve": 7, "incident": 7, "cli_records": 7.5, "cli": 8, "__main__": 9, "__init__": 9,
 }
 
 

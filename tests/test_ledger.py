@@ -94,3 +94,20 @@ def test_content_goes_after_its_retention_and_the_records_stay(make_relay, upstr
     assert events[-1] == "content_purged" and "delivery" in events
     assert relay.store.verify_log()[1] is None                                   # the chain still verifies
     assert "0 通" in relay.cli("purge", "--dry-run").stdout
+
+
+def test_the_leak_report_draft_for_a_misdelivered_sensitive_message(make_relay, upstream):
+    from test_links import with_links
+
+    relay = with_links(make_relay)
+    queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
+    delivered(relay, queue_id)
+    out = relay.cli("incident", "report", queue_id, "--discovered", "2026-11-22T10:00").stdout
+    assert "要介護度" in out and "本人の数: 1 人" in out
+    assert "1 人でも個人情報保護委員会への報告" in out                       # 要配慮: report required
+    assert "リンクは一度も開かれていません" in out                          # a link never opened
+    assert "速報 2026-11-27 ごろまで" in out and "確報 2026-12-22 まで" in out
+    assert "原因: 【要記入】" in out
+    assert "incident_recorded" in [e.event for e in relay.events(queue_id)]
+    report = json.loads(relay.cli("incident", "report", queue_id, "--format", "json").stdout)
+    assert report["report_required"] and report["links"][0]["status"] == "未開封"
