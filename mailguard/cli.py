@@ -22,7 +22,7 @@ from . import policy as policy_mod
 from .address import validate_address
 from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
 from .cli_records import (_actor, _parse_time, _print_link, _store, _when, cmd_ledger_export, cmd_link_list,
-                          cmd_link_revoke, cmd_purge, cmd_incident_report)
+                          cmd_link_revoke, cmd_purge, cmd_incident_report, verify_with_key)
 from .qmgr import approvers
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="newest N entries")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--verify", action="store_true", help="ハッシュチェーンを検証する (verify the chain)")
+    p.add_argument("--public-key", help="署名つきチェックポイントも検証する: 公開鍵 (base64) かそのファイル")
+    p.add_argument("--checkpoints", help="データベースの外に保存したチェックポイント (checkpoints.jsonl)")
     p.set_defaults(func=cmd_log)
 
     lk = sub.add_parser("link", help="ダウンロードリンク (download links)").add_subparsers(required=True, metavar="ACTION")
@@ -294,6 +296,8 @@ def _print_scan(result) -> None:
 
 def cmd_log(settings: Settings, args) -> int:
     store = _store(settings)
+    if args.verify and args.public_key:
+        return verify_with_key(store, args.public_key, args.checkpoints)
     if args.verify:
         count, broken = store.verify_log()
         if broken is not None:

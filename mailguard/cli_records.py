@@ -126,3 +126,23 @@ def cmd_incident_report(settings: Settings, args) -> int:
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.format == "json" else text(report, settings.zone),
           end="" if args.format == "text" else "\n")
     return 0
+
+
+def verify_with_key(store: Store, public_key: str, journal: str | None) -> int:
+    """``mailguard log --verify --public-key KEY [--checkpoints FILE]``: the chain, every signed
+    checkpoint, and no truncation below a checkpointed size. Works on a copy of the data dir."""
+    from pathlib import Path
+
+    from .store import checkpoints
+
+    text = Path(public_key).read_text() if Path(public_key).is_file() else public_key
+    extra = []
+    if journal:
+        extra = [json.loads(line) for line in Path(journal).read_text().splitlines() if line.strip()]
+    count, problems = store.verify_with_key(checkpoints.load_public(text), extra)
+    for problem in problems:
+        print(f"送信ログの改ざんを検出しました: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"送信ログ {count} 件: チェーンと署名つきチェックポイントは正常です")
+    return 0

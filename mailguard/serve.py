@@ -121,6 +121,11 @@ def _announce(settings: Settings) -> None:
         log.warning("MAILGUARD_HOSTNAME is %r, not a real name: notices and DSNs come from postmaster@%s and "
                     "may be refused or unreadable. Set MAILGUARD_HOSTNAME (e.g. mailguard.sakura-kaigo.jp)",
                     settings.hostname, settings.hostname)
+    from .store import checkpoints
+
+    public = checkpoints.public_text(checkpoints.signing_key(settings.data_dir).public_key())
+    log.info("send-log checkpoint public key (keep a copy away from this machine; 'mailguard log --verify "
+             "--public-key ...' checks the log against it): %s", public)
     if not settings.dns_checks:
         log.warning("DNS checks are off (MAILGUARD_DNS_CHECKS=false): domains that do not exist are not caught")
 

@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     # Seconds after a message's end (delivered, cancelled, rejected, bounced) that its content is kept
     # (default 30 days); then only the envelope, findings, send log and provision ledger remain.
     content_retention: int = Field(default=30 * 86400, gt=0)
+    # Seconds between signed checkpoints of the send log (and one at stop).
+    checkpoint_interval: float = Field(default=600.0, gt=0)
     delivery_concurrency: int = Field(default=20, gt=0)
     queue_scan_interval: float = Field(default=1.0, gt=0)
     policy_scan_interval: float = Field(default=2.0, gt=0)

@@ -111,3 +111,67 @@ def test_the_leak_report_draft_for_a_misdelivered_sensitive_message(make_relay, 
     assert "incident_recorded" in [e.event for e in relay.events(queue_id)]
     report = json.loads(relay.cli("incident", "report", queue_id, "--format", "json").stdout)
     assert report["report_required"] and report["links"][0]["status"] == "未開封"
+
+
+def _verify(relay, data_dir, *extra):
+    import subprocess
+    import sys
+
+    env = {**relay.env, "MAILGUARD_DATA_DIR": str(data_dir)}
+    public = (data_dir / "checkpoint.pub").read_text().strip()
+    return subprocess.run([sys.executable, "-m", "mailguard", "log", "--verify", "--public-key", public, *extra],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def _tamper(path, sql_steps):
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    for step in sql_steps:
+        step(conn)
+    conn.commit()
+    conn.close()
+
+
+def _recompute_chain(conn):
+    from mailguard.store import sendlog
+
+    prev = sendlog.GENESIS
+    for row in conn.execute("SELECT * FROM send_log ORDER BY seq").fetchall():
+        entry = sendlog._entry_from_row(row)
+        digest = sendlog.entry_hash(entry, prev)
+        conn.execute("UPDATE send_log SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row["seq"]))
+        prev = digest
+
+
+def test_signed_checkpoints_catch_an_edit_a_recomputed_chain_and_a_truncation(make_relay, upstream, tmp_path):
+    import shutil
+
+    relay = make_relay().start()
+    for n in range(3):
+        send(relay, [f"colleague{n}@{INTERNAL}"])
+    wait_for(lambda: len([e for e in relay.events() if e.event == "delivery"]) == 3, what="deliveries")
+    relay.stop()                                               # a checkpoint at stop
+    data = tmp_path / "var"
+    journal = data / "checkpoints.jsonl"
+    assert journal.exists() and oct(journal.stat().st_mode & 0o777) == "0o600"
+    ok = _verify(relay, data, "--checkpoints", str(journal))
+    assert ok.returncode == 0 and "署名つきチェックポイントは正常" in ok.stdout
+
+    cases = {
+        "edit": ([lambda c: c.execute("DROP TRIGGER send_log_no_update"),
+                  lambda c: c.execute("UPDATE send_log SET actor = 'someone-else' WHERE seq = 2")], "書き換え"),
+        "recompute": ([lambda c: c.execute("DROP TRIGGER send_log_no_update"),
+                       lambda c: c.execute("UPDATE send_log SET actor = 'someone-else' WHERE seq = 2"),
+                       _recompute_chain], "チェーンの作り直し"),
+        "truncate": ([lambda c: c.execute("DROP TRIGGER send_log_no_delete"),
+                      lambda c: c.execute("DELETE FROM send_log WHERE seq > (SELECT max(seq) - 2 FROM send_log)"),
+                      lambda c: c.execute("DELETE FROM checkpoints")], "末尾の削除"),   # its own checkpoints too
+    }
+    for name, (steps, expected) in cases.items():
+        copy = tmp_path / name
+        shutil.copytree(data, copy)
+        _tamper(copy / "mailguard.sqlite3", steps)
+        result = _verify(relay, copy, "--checkpoints", str(copy / "checkpoints.jsonl"))
+        assert result.returncode == 1 and expected in result.stderr, (name, result.stderr)

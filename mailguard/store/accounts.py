@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any
 
-from . import sendlog
+from . import checkpoints, sendlog
 from .sendlog import LogEntry
 
 
@@ -101,6 +101,18 @@ class AccountStore:
     def verify_log(self) -> tuple[int, int | None]:
         with self._lock:
             return sendlog.verify(self._conn)
+
+    def checkpoint(self, key, journal=None) -> dict | None:
+        """Sign the send log as it stands (``checkpoints.make``)."""
+        with self._write() as conn:
+            return checkpoints.make(conn, key, journal)
+
+    def verify_with_key(self, public, extra: list[dict] = ()) -> tuple[int, list[str]]:
+        """(entries, problems) of the chain and of every checkpoint (stored ones and ``extra``)."""
+        with self._lock:
+            seen = {c["signature"]: c for c in [*checkpoints.stored(self._conn), *extra]}
+            return self._conn.execute("SELECT count(*) FROM send_log").fetchone()[0], \
+                checkpoints.verify(self._conn, public, list(seen.values()))
 
 
 def _user(row: sqlite3.Row) -> dict:
