@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # Seconds after a message's end (delivered, cancelled, rejected, bounced) that its content is kept
     # (default 30 days); then only the envelope, findings, send log and provision ledger remain.
     content_retention: int = Field(default=30 * 86400, gt=0)
+    # Seconds the send log and the provision ledger are kept (at least 1 year; default 3 years,
+    # 施行規則 第21条), then purged a whole month at a time.
+    record_retention: int = Field(default=3 * 365 * 86400, ge=365 * 86400)
     # Seconds between signed checkpoints of the send log (and one at stop).
     checkpoint_interval: float = Field(default=600.0, gt=0)
     delivery_concurrency: int = Field(default=20, gt=0)

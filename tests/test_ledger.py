@@ -175,3 +175,29 @@ def test_signed_checkpoints_catch_an_edit_a_recomputed_chain_and_a_truncation(ma
         _tamper(copy / "mailguard.sqlite3", steps)
         result = _verify(relay, copy, "--checkpoints", str(copy / "checkpoints.jsonl"))
         assert result.returncode == 1 and expected in result.stderr, (name, result.stderr)
+
+
+def test_records_past_their_retention_go_and_the_chain_still_verifies_across_the_gap(make_relay, upstream, tmp_path):
+    import time
+
+    from mailguard.store import checkpoints
+
+    relay = make_relay().start()
+    send(relay, [f"colleague@{INTERNAL}"])
+    wait_for(lambda: any(e.event == "delivery" for e in relay.events()), what="a delivery")
+    relay.stop()
+    data = tmp_path / "var"
+    from mailguard.store import Store
+
+    store = Store(data / "mailguard.sqlite3")
+    key = checkpoints.signing_key(data)
+    gone = store.purge_records(time.time() + 40 * 86400, key)     # as if the retention had passed
+    assert gone >= 3 and [e.event for _, e in store.log()] == ["records_purged"]
+    store.close()
+    result = _verify(relay, data, "--checkpoints", str(data / "checkpoints.jsonl"))
+    assert result.returncode == 0, result.stderr
+    relay.start()                                                  # the chain goes on from the anchor
+    send(relay, [f"colleague@{INTERNAL}"])
+    wait_for(lambda: [e for e in relay.events() if e.event == "delivery"], what="a new delivery")
+    relay.stop()
+    assert _verify(relay, data, "--checkpoints", str(data / "checkpoints.jsonl")).returncode == 0

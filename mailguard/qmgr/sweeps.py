@@ -68,6 +68,11 @@ class Sweeps:
         """Raw content past MAILGUARD_CONTENT_RETENTION (``Store.purge_content``), off the store's batch thread."""
         try:
             purged = await asyncio.to_thread(self.db.store.purge_content, now - self.settings.content_retention)
+            records = await asyncio.to_thread(self.db.store.purge_records, now - self.settings.record_retention,
+                                              self.key, self.settings.zone)
+            if records:
+                log.info("%d send-log entries past MAILGUARD_RECORD_RETENTION purged; the chain starts at a signed "
+                         "anchor", records)
             if purged:
                 log.info("content of %d finished message(s) purged (MAILGUARD_CONTENT_RETENTION): %s",
                          len(purged), ", ".join(purged[:20]))

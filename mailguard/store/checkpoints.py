@@ -74,8 +74,8 @@ def load_public(text: str) -> Ed25519PublicKey:
 
 def make(conn: sqlite3.Connection, key: Ed25519PrivateKey, journal: Path | None = None) -> dict | None:
     """Sign the log as it stands (in the caller's transaction); None for an empty log or no change."""
-    size, head = conn.execute("SELECT count(*), (SELECT hash FROM send_log ORDER BY seq DESC LIMIT 1)"
-                              " FROM send_log").fetchone()
+    # "size": the sequence number of the last entry (never reused), so checkpoints stay true after a purge
+    size, head = conn.execute("SELECT seq, hash FROM send_log ORDER BY seq DESC LIMIT 1").fetchone() or (0, None)
     last = conn.execute("SELECT size FROM checkpoints ORDER BY rowid DESC LIMIT 1").fetchone()
     if not size or (last and last[0] == size):
         return None
@@ -103,7 +103,15 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey, checkpoints: list
     count, broken = sendlog.verify(conn)
     if broken is not None:
         problems.append(f"送信ログのチェーンが記録番号 {broken} で一致しません (書き換え)")
-    heads = [row[0] for row in conn.execute("SELECT hash FROM send_log ORDER BY seq")]
+    for through, head, at, signature in conn.execute("SELECT through_seq, head, at, signature FROM send_log_anchor"):
+        try:   # where a retention purge cut the log: the chain must start at a signed point
+            public.verify(base64.b64decode(signature), f"mailguard send-log anchor v1\n{through}\n{head}\n{at:.6f}\n"
+                          .encode())
+        except (InvalidSignature, ValueError):
+            problems.append(f"記録番号 {through} までを削除した記録の署名が公開鍵と合いません")
+    heads = dict(conn.execute("SELECT seq, hash FROM send_log"))
+    last = max(heads, default=0)
+    purged = sendlog.purged_through(conn)
     for cp in checkpoints:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cp["at"]))
         try:
@@ -111,8 +119,10 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey, checkpoints: list
         except (InvalidSignature, ValueError):
             problems.append(f"{when} のチェックポイントの署名が公開鍵と合いません")
             continue
-        if cp["size"] > len(heads):
-            problems.append(f"{when} には {cp['size']} 件あった送信ログが {len(heads)} 件しかありません (末尾の削除)")
-        elif heads[cp["size"] - 1] != cp["head"]:
-            problems.append(f"{when} の {cp['size']} 件目の内容が署名された時と違います (チェーンの作り直し)")
+        if cp["size"] > last:
+            problems.append(f"{when} には記録番号 {cp['size']} まであった送信ログが {last} までしかありません (末尾の削除)")
+        elif cp["size"] <= purged:
+            continue   # a period purged after its retention: the purge's own signed anchor covers it
+        elif heads.get(cp["size"]) != cp["head"]:
+            problems.append(f"{when} の記録番号 {cp['size']} の内容が署名された時と違います (チェーンの作り直し)")
     return problems

@@ -7,11 +7,18 @@ MAILGUARD_CONTENT_RETENTION seconds ago: the message as sent, the original, the 
 copies, and any download link still open (closed as ``expired``, its files removed). The
 envelope, the findings, the send log and the provision ledger stay (第29条: 3 years).
 Each message purged is a send-log entry (``content_purged``) in the transaction that empties it.
+
+``purge_records`` removes send-log and ledger entries older than MAILGUARD_RECORD_RETENTION
+(at least 1 year, default 3: 施行規則 第21条), cut at the start of a month so whole periods go.
+The chain stays verifiable across the gap: the hash of the last purged entry is kept as a signed
+anchor (Ed25519, the checkpoint key) the kept chain starts from, and the purge is logged.
 """
 
 from __future__ import annotations
 
+import base64
 import time
+from datetime import datetime
 
 from ..model import FINAL_STATES
 from .sendlog import LogEntry
@@ -47,3 +54,30 @@ class RetentionStore:
         if done:
             self.sweep_links(now=now)   # the files of links closed here
         return done
+
+    def purge_records(self, before: float, key, zone=None, actor: str = "system") -> int:
+        """Remove log and ledger entries from before the start of the month of ``before``; returns how
+        many log entries went. Refuses nothing by itself: the setting keeps ``before`` ≥ 1 year back."""
+        start = datetime.fromtimestamp(before, zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        cutoff = start.timestamp()
+        with self._write() as conn:
+            row = conn.execute("SELECT seq, hash FROM send_log WHERE at < ? ORDER BY seq DESC LIMIT 1",
+                               (cutoff,)).fetchone()
+            if row is None:
+                return 0
+            through, head = row
+            now = time.time()
+            statement = f"mailguard send-log anchor v1\n{through}\n{head}\n{now:.6f}\n".encode()
+            conn.execute("INSERT INTO send_log_anchor (through_seq, head, at, signature) VALUES (?,?,?,?)",
+                         (through, head, now, base64.b64encode(key.sign(statement)).decode()))
+            conn.execute("DROP TRIGGER send_log_no_delete")   # the one deliberate deletion, in this transaction
+            gone = conn.execute("DELETE FROM send_log WHERE seq <= ?", (through,)).rowcount
+            conn.execute("CREATE TRIGGER send_log_no_delete BEFORE DELETE ON send_log"
+                         " BEGIN SELECT RAISE(ABORT, 'send log is append-only'); END")
+            conn.execute("DELETE FROM ledger WHERE at < ?", (cutoff,))
+            conn.execute("DELETE FROM provision_facts WHERE queue_id NOT IN (SELECT queue_id FROM ledger)"
+                         " AND queue_id IN (SELECT queue_id FROM messages WHERE content_purged_at IS NOT NULL)")
+            self._append_log(conn, None, LogEntry(event="records_purged", queue_id=None, actor=actor, at=now,
+                                                  detail={"through_seq": through, "before": cutoff,
+                                                          "entries": gone}))
+        return gone

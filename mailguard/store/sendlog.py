@@ -47,6 +47,12 @@ CREATE TRIGGER IF NOT EXISTS send_log_no_update BEFORE UPDATE ON send_log
 BEGIN SELECT RAISE(ABORT, 'send log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS send_log_no_delete BEFORE DELETE ON send_log
 BEGIN SELECT RAISE(ABORT, 'send log is append-only'); END;
+CREATE TABLE IF NOT EXISTS send_log_anchor (
+    through_seq INTEGER NOT NULL,
+    head        TEXT NOT NULL,
+    at          REAL NOT NULL,
+    signature   TEXT NOT NULL
+);
 """
 
 
@@ -81,7 +87,7 @@ def entry_hash(entry: LogEntry, prev_hash: str) -> str:
 def append(conn: sqlite3.Connection, entry: LogEntry) -> None:
     """Append one entry inside the caller's (write) transaction."""
     row = conn.execute("SELECT hash FROM send_log ORDER BY seq DESC LIMIT 1").fetchone()
-    prev_hash = row[0] if row else GENESIS
+    prev_hash = row[0] if row else _anchor(conn)[1]
     conn.execute(
         "INSERT INTO send_log (at, event, queue_id, message_id, actor, mail_from, auth_user,"
         " recipients, state, findings, reply, detail, prev_hash, hash)"
@@ -143,9 +149,20 @@ def query(
     return [(row["seq"], _entry_from_row(row)) for row in conn.execute(sql, args)]
 
 
+def _anchor(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(last purged seq, its hash): where the kept chain starts after a retention purge."""
+    row = conn.execute("SELECT through_seq, head FROM send_log_anchor ORDER BY rowid DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def purged_through(conn: sqlite3.Connection) -> int:
+    return _anchor(conn)[0]
+
+
 def verify(conn: sqlite3.Connection) -> tuple[int, int | None]:
-    """Walk the whole chain. Returns (entries checked, seq of the first broken entry or None)."""
-    prev_hash = GENESIS
+    """Walk the whole chain (from the purge anchor, if records were purged). Returns (entries
+    checked, seq of the first broken entry or None)."""
+    prev_hash = _anchor(conn)[1]
     count = 0
     for row in conn.execute("SELECT * FROM send_log ORDER BY seq"):
         count += 1
