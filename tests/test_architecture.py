@@ -64,6 +64,7 @@ STAGE_USES = {
     "scan": {"check"},
     "download": {"notices"},                    # tells the sender when a link locks
     "serve": {"qmgr", "smtpd", "console", "download"},
+    "cli_records": {"incident"},
 }
 
 

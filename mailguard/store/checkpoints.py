@@ -60,7 +60,10 @@ def signing_key(data_dir: Path) -> Ed25519PrivateKey:
         except FileExistsError:
             pass   # another process made it first: use theirs
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    (data_dir / "checkpoint.pub").write_text(public_text(key.public_key()) + "\n")
+    public = data_dir / "checkpoint.pub"   # 0600 like everything in the data dir; copy it away to use it
+    fd = os.open(public, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(public_text(key.public_key()) + "\n")
     return key
 
 
