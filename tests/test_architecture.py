@@ -19,9 +19,9 @@ RANK = {
     "store": 2, "policy": 2, "users": 2, "data": 2, "tokens": 2.5, "httpheaders": 2.5,
     "notices": 3, "smtp": 3, "smtpd": 3,
     "check": 4,
-    "qmgr": 5,
+    "qmgr": 5, "incident": 5.5,
     "console": 6, "scan": 6, "download": 6,
-    "serve": 7, "incident": 7, "cli_records": 7.5, "cli": 8, "__main__": 9, "__init__": 9,
+    "serve": 7, "cli_records": 7.5, "cli": 8, "__main__": 9, "__init__": 9,
 }
 
 
@@ -60,7 +60,7 @@ FOUNDATION = {"model", "text", "vault", "httpheaders", "findings", "address", "s
 STAGE_USES = {
     "check": {"notices"},                       # the pipeline queues the notices it decides on
     "qmgr": {"check", "notices", "smtp"},       # the scheduler drives the stages
-    "console": {"qmgr", "check"},               # qmgr.actions; check.content.mime for attachment names
+    "console": {"qmgr", "check", "incident"},               # qmgr.actions; check.content.mime for attachment names
     "scan": {"check"},
     "download": {"notices"},                    # tells the sender when a link locks
     "serve": {"qmgr", "smtpd", "console", "download"},

@@ -201,3 +201,27 @@ def test_records_past_their_retention_go_and_the_chain_still_verifies_across_the
     wait_for(lambda: [e for e in relay.events() if e.event == "delivery"], what="a new delivery")
     relay.stop()
     assert _verify(relay, data, "--checkpoints", str(data / "checkpoints.jsonl")).returncode == 0
+
+
+def test_a_manager_drafts_the_leak_report_from_the_message_page(make_relay, upstream, page):
+    from conftest import free_port, listening
+
+    web = free_port()
+    relay = make_relay(MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}")
+    relay.add_user("boss", "manager", f"boss@{INTERNAL}", "manager-password-1")
+    relay.start()
+    wait_for(lambda: listening(web), what="console")
+    queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
+    delivered(relay, queue_id)
+    page.goto(f"http://127.0.0.1:{web}/login")
+    page.fill("input[name=username]", "boss")
+    page.fill("input[name=password]", "manager-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"http://127.0.0.1:{web}/")
+    page.goto(f"http://127.0.0.1:{web}/messages/{queue_id}")
+    page.click("section.incident button")
+    page.wait_for_load_state()
+    assert page.locator("pre.incident-draft").count() == 1, page.inner_text("main")
+    draft = page.inner_text("pre.incident-draft")
+    assert "個人データの項目" in draft and "要介護度" in draft and "確報" in draft
+    assert [e.actor for e in relay.events(queue_id) if e.event == "incident_recorded"] == ["web:boss"]

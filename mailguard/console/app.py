@@ -49,7 +49,7 @@ from ..text import html_text
 from ..users import User, Verifier
 from .admin import add_admin_routes
 from .api import add_api_routes
-from .confirm import add_confirm_routes
+from .confirm import add_confirm_routes, add_incident_route
 from .links import add_link_routes
 from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token, session_key
 
@@ -283,6 +283,8 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
     add_admin_routes(app, store, db, policies, page, current_user, csrf_ok, settings.zone)
     add_link_routes(app, settings, store, db, page, current_user, csrf_ok, may_see)
     add_confirm_routes(app, settings, store, db, page, csrf_ok)
+    add_incident_route(app, settings, store, db, page, current_user, csrf_ok,
+                       lambda user, message: approvers.may_decide(policies.current, user, message))
     add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,
                    lambda message: approvers.approvals_required(policies.current, message),
                    lambda: policies.current.approval.allow_self_approval)

@@ -5,6 +5,9 @@ message and the reasons it is held, and changes nothing (mail scanners follow li
 ``POST`` confirms it (awaiting_confirmation → ready) through ``qmgr.actions.act`` with
 actor ``link:<sender>``. The same confirmation is a button on the message's page for a
 logged-in sender. A spent, expired or foreign token is a Japanese 404 / 410 page.
+
+Also here, being a one-page action of its own: a manager's draft of the leak report (漏えい等報告)
+for a misdelivered message (``add_incident_route``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,26 @@ from ..model import STATE_LABELS, State
 from ..qmgr.actions import ActionRefused, act
 from ..settings import Settings
 from ..store import AsyncStore, Store, TransitionError
+
+
+def add_incident_route(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, current_user, csrf_ok,
+                       may_decide) -> None:
+    """``POST /incident/{id}``: a manager who may decide on the message (or an admin) drafts the
+    PPC 速報 for it (``incident.draft``; logged as ``incident_recorded``); the page shows the text."""
+    from ..incident import draft, text
+
+    @app.post("/incident/{queue_id}", include_in_schema=False)
+    async def incident(request: Request, queue_id: str, csrf_token_field: str = Form("", alias="csrf_token")):
+        if not csrf_ok(request, csrf_token_field):
+            raise HTTPException(403, "CSRF token missing or wrong")
+        user = await current_user(request)
+        if user is None:
+            raise HTTPException(401, "login required")
+        message = await db.get(queue_id)
+        if message is None or not may_decide(user, message):
+            raise HTTPException(404, "not found")
+        report = await asyncio.to_thread(draft, store, queue_id, settings.zone, None, f"web:{user.username}")
+        return page(request, "incident.html", user, m=message, draft=text(report, settings.zone))
 
 
 def add_confirm_routes(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, csrf_ok) -> None:
