@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from urllib.parse import quote
 
 from conftest import INTERNAL, REGISTERED, send, send_raw, wait_for
 from documents import XLSX, care_plan_xlsx, message, referral_pdf
@@ -82,6 +83,10 @@ def test_the_ledger_is_for_admins_only_in_the_console(make_relay, upstream):
     admin.login("kanri", "admin-password-1")
     got = admin.get("/admin/ledger.csv")
     assert got.status == 200 and queue_id in got.body.decode("utf-8-sig")
+    mine = admin.get("/admin/ledger?person=" + quote("佐藤 花子"))
+    assert mine.status == 200 and queue_id in mine.text and "佐藤花子" in mine.text
+    assert admin.get("/admin/ledger?person=" + quote("誰か")).text.count(queue_id) == 0
+    assert boss.get("/admin/ledger?person=x").status == 403
 
 
 def test_content_goes_after_its_retention_and_the_records_stay(make_relay, upstream):

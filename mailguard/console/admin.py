@@ -213,6 +213,14 @@ def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, pa
         return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
                         headers={"Content-Disposition": 'attachment; filename="address_book.csv"'})
 
+    @app.get("/admin/ledger", include_in_schema=False)
+    async def ledger_person(request: Request, person: str = ""):
+        """One person's rows of the ledger (a disclosure request, 第33条第5項), for admins."""
+        user = await admin(request)
+        rows = await db.ledger(person=person) if person.strip() else []
+        await db.record_admin("ledger_viewed", f"web:{user.username}", {"rows": len(rows)})
+        return page(request, "ledger.html", user, person=person, header=HEADER, rows=table(rows, zone))
+
     @app.get("/admin/ledger.csv", include_in_schema=False)
     async def ledger_export(request: Request, person: str = "", encoding: str = "utf-8"):
         """The provision ledger (第三者提供記録) with 本人, for admins only; ``person``: one person's rows."""
