@@ -305,6 +305,9 @@ def cmd_log(settings: Settings, args) -> int:
                   f" (send log chain broken at seq {broken})", file=sys.stderr)
             return 1
         print(f"送信ログ {count} 件: チェーンは正常です (chain intact)")
+        if store.log_purged_through():
+            print("注意: 古い記録は保存期間により削除されています。削除が正しい署名つきかどうかは"
+                  " --public-key で確かめてください。", file=sys.stderr)
         return 0
     entries = store.log(queue_id=args.queue_id, sender=args.sender, since=_parse_time(args.since, settings),
                         until=_parse_time(args.until, settings), limit=args.limit)

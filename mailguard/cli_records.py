@@ -138,7 +138,12 @@ def verify_with_key(store: Store, public_key: str, journal: str | None) -> int:
     text = Path(public_key).read_text() if Path(public_key).is_file() else public_key
     extra = []
     if journal:
-        extra = [json.loads(line) for line in Path(journal).read_text().splitlines() if line.strip()]
+        for number, line in enumerate(Path(journal).read_text().splitlines(), 1):
+            try:
+                extra.append(json.loads(line))
+            except ValueError:   # a line half written by a crash: said, and the rest still checked
+                if line.strip():
+                    print(f"{journal}:{number}: 読めない行を飛ばしました", file=sys.stderr)
     count, problems = store.verify_with_key(checkpoints.load_public(text), extra)
     for problem in problems:
         print(f"送信ログの改ざんを検出しました: {problem}", file=sys.stderr)

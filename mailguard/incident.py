@@ -29,7 +29,7 @@ def draft(store: Store, queue_id: str, zone, discovered: float | None = None, ac
     if message is None:
         raise LookupError(f"{queue_id}: 見つかりません")
     discovered = discovered or time.time()
-    rows = [r for r in store.ledger() if r["queue_id"] == queue_id]
+    rows = store.ledger(queue_id=queue_id)
     sent = [e.at for _, e in store.log(queue_id=queue_id) if e.event == "delivery"]
     found = {p["value"] for r in rows for p in r["persons"]}
     names = {v for v in found if not v.isdigit()}

@@ -266,6 +266,8 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert/tls_key: set both or neither")
         if self.retry_max_backoff < self.retry_min_backoff:
             raise ValueError("retry_max_backoff: must be >= retry_min_backoff")
+        if self.content_retention < self.link_lifetime:
+            raise ValueError("content_retention: must be at least MAILGUARD_LINK_LIFETIME (links would die early)")
         if self.upstream_password is not None and not self.upstream_username:
             raise ValueError("upstream_username: required when upstream_password is set")
         return self

@@ -8,6 +8,8 @@ import io
 import json
 from urllib.parse import quote
 
+import pytest
+
 from conftest import INTERNAL, REGISTERED, send, send_raw, wait_for
 from documents import XLSX, care_plan_xlsx, message, referral_pdf
 
@@ -90,7 +92,7 @@ def test_the_ledger_is_for_admins_only_in_the_console(make_relay, upstream):
 
 
 def test_content_goes_after_its_retention_and_the_records_stay(make_relay, upstream):
-    relay = make_relay(MAILGUARD_CONTENT_RETENTION="1").start()
+    relay = make_relay(MAILGUARD_CONTENT_RETENTION="1", MAILGUARD_LINK_LIFETIME="1").start()
     queue_id = send_raw(relay, [REGISTERED], message(attachments=[("ケアプラン.xlsx", care_plan_xlsx(), XLSX)]))
     delivered(relay, queue_id)
     wait_for(lambda: relay.store.get(queue_id, content=True).content == b"", timeout=15, what="the purge")
@@ -173,6 +175,10 @@ def test_signed_checkpoints_catch_an_edit_a_recomputed_chain_and_a_truncation(ma
         "truncate": ([lambda c: c.execute("DROP TRIGGER send_log_no_delete"),
                       lambda c: c.execute("DELETE FROM send_log WHERE seq > (SELECT max(seq) - 2 FROM send_log)"),
                       lambda c: c.execute("DELETE FROM checkpoints")], "末尾の削除"),   # its own checkpoints too
+        "remove-one": ([lambda c: c.execute("DROP TRIGGER send_log_no_delete"),
+                        lambda c: c.execute("DROP TRIGGER send_log_no_update"),
+                        lambda c: c.execute("DELETE FROM send_log WHERE seq = 2"), _recompute_chain,
+                        lambda c: c.execute("DELETE FROM checkpoints")], "書き換え"),   # a gap in the numbers
     }
     for name, (steps, expected) in cases.items():
         copy = tmp_path / name
@@ -196,7 +202,10 @@ def test_records_past_their_retention_go_and_the_chain_still_verifies_across_the
 
     store = Store(data / "mailguard.sqlite3")
     key = checkpoints.signing_key(data)
-    gone = store.purge_records(time.time() + 40 * 86400, key)     # as if the retention had passed
+    later = time.time() + 400 * 86400                               # as if 400 days had passed
+    with pytest.raises(ValueError, match="1 年以上"):
+        store.purge_records(later - 300 * 86400, key, now=later)   # records are kept at least a year
+    gone = store.purge_records(later - 365 * 86400, key, now=later)
     assert gone >= 3 and [e.event for _, e in store.log()] == ["records_purged"]
     store.close()
     result = _verify(relay, data, "--checkpoints", str(data / "checkpoints.jsonl"))

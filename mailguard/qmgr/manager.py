@@ -366,12 +366,15 @@ class QueueManager:
             self.wake()
 
     def _bases(self, results: dict, organisations: dict) -> dict[str, tuple[str | None, str | None]]:
-        """(organisation, legal basis from the address book) per recipient, for the provision ledger."""
+        """(organisation, legal basis from the address book) per external recipient, for the provision
+        ledger (internal recipients are no third party, whatever the message's protection said)."""
         policy = self.policies.current
         out = {}
         for rcpt in results:
             try:
                 r = routing.route(rcpt, policy)
+                if not r.leaves:
+                    continue
                 entry = policy.fax_entry(r.fax_e164) if r.fax_e164 else policy.lookup(rcpt)
                 out[rcpt] = (organisations.get(rcpt), getattr(entry, "basis", None))
             except Exception:   # the record itself must not fail for it

@@ -102,6 +102,10 @@ class AccountStore:
         with self._lock:
             return sendlog.verify(self._conn)
 
+    def log_purged_through(self) -> int:
+        with self._lock:
+            return sendlog.purged_through(self._conn)
+
     def checkpoint(self, key, journal=None) -> dict | None:
         """Sign the send log as it stands (``checkpoints.make``)."""
         with self._write() as conn:

@@ -114,6 +114,8 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey, checkpoints: list
             problems.append(f"記録番号 {through} までを削除した記録の署名が公開鍵と合いません")
     heads = dict(conn.execute("SELECT seq, hash FROM send_log"))
     last = max(heads, default=0)
+    if heads and not checkpoints:
+        problems.append("署名つきチェックポイントが 1 つもありません (すべて削除された可能性があります)")
     purged = sendlog.purged_through(conn)
     for cp in checkpoints:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cp["at"]))

@@ -130,6 +130,10 @@ class Database:
                     self._conn.execute("UPDATE messages SET held_at = ? WHERE state IN"
                                        " ('awaiting_approval', 'awaiting_confirmation')", (time.time(),))
 
+        # finished messages whose content still waits for its retention: the purge's every-30-s query
+        self._conn.execute("CREATE INDEX IF NOT EXISTS messages_unpurged ON messages(updated_at)"
+                           " WHERE content_purged_at IS NULL")
+
     def close(self) -> None:
         self._conn.close()
 

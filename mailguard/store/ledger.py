@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from typing import Any
 
 from ..model import Provision
@@ -89,10 +90,13 @@ class LedgerStore:
     """The admin-only reading side; mixed into ``Store``."""
 
     def ledger(self, *, since: float | None = None, until: float | None = None,
-               person: str | None = None) -> list[dict[str, Any]]:
+               person: str | None = None, queue_id: str | None = None) -> list[dict[str, Any]]:
         """Ledger rows with their 本人, oldest first; ``person``: only rows about that person
         (a disclosure request, 第33条第5項), matched without spaces."""
         where, args = [], []
+        if queue_id is not None:
+            where.append("l.queue_id = ?")
+            args.append(queue_id)
         if since is not None:
             where.append("l.at >= ?")
             args.append(since)
@@ -102,7 +106,7 @@ class LedgerStore:
         rows = self._read("SELECT l.*, f.persons FROM ledger l LEFT JOIN provision_facts f USING (queue_id)"
                           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.seq", args)
         out = []
-        wanted = "".join((person or "").split())
+        wanted = "".join(unicodedata.normalize("NFKC", person or "").split())   # as detection stored it
         for r in rows:
             persons = json.loads(r["persons"] or "[]")
             if wanted and not any(wanted == p["value"] for p in persons):

@@ -331,8 +331,8 @@ class QueueStore:
             self.activate_links(conn, queue_id, [a for a, (s, _) in results.items() if s == RecipientStatus.DELIVERED],
                                 entry.at)
             self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at)
-            delivered = {a: (provisions or {}).get(a, (None, None)) for a, (s, _) in results.items()
-                         if s == RecipientStatus.DELIVERED}
+            delivered = {a: provisions[a] for a, (s, _) in results.items()
+                         if s == RecipientStatus.DELIVERED and a in (provisions or {})}
             if delivered:   # the provision record, in the delivery's own transaction (第29条)
                 log_seq = conn.execute("SELECT max(seq) FROM send_log").fetchone()[0]
                 ledger.record(conn, queue_id, entry.at, delivered, log_seq)

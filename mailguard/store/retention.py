@@ -46,6 +46,9 @@ class RetentionStore:
                 conn.execute("UPDATE messages SET content = x'', original_content = NULL, content_purged_at = ?"
                              " WHERE queue_id = ?", (now, queue_id))
                 conn.execute("DELETE FROM copies WHERE queue_id = ?", (queue_id,))
+                # 本人 of a message never provided to anyone (cancelled, rejected, internal) goes with it
+                conn.execute("DELETE FROM provision_facts WHERE queue_id = ? AND NOT EXISTS"
+                             " (SELECT 1 FROM ledger WHERE ledger.queue_id = ?)", (queue_id, queue_id))
                 conn.execute("UPDATE links SET closed = 'expired', closed_at = ? WHERE queue_id = ? AND closed IS NULL",
                              (now, queue_id))
                 self._append_log(conn, queue_id, LogEntry(event="content_purged", queue_id=queue_id, actor=actor,
@@ -55,9 +58,12 @@ class RetentionStore:
             self.sweep_links(now=now)   # the files of links closed here
         return done
 
-    def purge_records(self, before: float, key, zone=None, actor: str = "system") -> int:
+    def purge_records(self, before: float, key, zone=None, actor: str = "system", now: float | None = None) -> int:
         """Remove log and ledger entries from before the start of the month of ``before``; returns how
-        many log entries went. Refuses nothing by itself: the setting keeps ``before`` ≥ 1 year back."""
+        many log entries went. Raises ValueError for ``before`` less than a year before ``now``
+        (records are kept at least 1 year: 施行規則 第21条)."""
+        if before > (time.time() if now is None else now) - 365 * 86400:
+            raise ValueError("送信ログと第三者提供記録は 1 年以上保存します (1 年より新しい記録は削除できません)")
         start = datetime.fromtimestamp(before, zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         cutoff = start.timestamp()
         with self._write() as conn:
@@ -67,7 +73,7 @@ class RetentionStore:
                 return 0
             through, head = row
             now = time.time()
-            statement = f"mailguard send-log anchor v1\n{through}\n{head}\n{now:.6f}\n".encode()
+            statement = f"mailguard send-log anchor v1\n{through}\n{head}\n{now:.6f}\n".encode()   # at: the purge
             conn.execute("INSERT INTO send_log_anchor (through_seq, head, at, signature) VALUES (?,?,?,?)",
                          (through, head, now, base64.b64encode(key.sign(statement)).decode()))
             conn.execute("DROP TRIGGER send_log_no_delete")   # the one deliberate deletion, in this transaction

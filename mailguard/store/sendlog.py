@@ -161,12 +161,16 @@ def purged_through(conn: sqlite3.Connection) -> int:
 
 def verify(conn: sqlite3.Connection) -> tuple[int, int | None]:
     """Walk the whole chain (from the purge anchor, if records were purged). Returns (entries
-    checked, seq of the first broken entry or None)."""
-    prev_hash = _anchor(conn)[1]
+    checked, seq of the first broken entry or None). Sequence numbers must run without a gap
+    from the anchor: an entry removed and the chain recomputed around it still shows."""
+    through, prev_hash = _anchor(conn)
+    expected = through + 1
     count = 0
     for row in conn.execute("SELECT * FROM send_log ORDER BY seq"):
         count += 1
-        if row["prev_hash"] != prev_hash or entry_hash(_entry_from_row(row), prev_hash) != row["hash"]:
+        if (row["seq"] != expected or row["prev_hash"] != prev_hash
+                or entry_hash(_entry_from_row(row), prev_hash) != row["hash"]):
             return count, row["seq"]
         prev_hash = row["hash"]
+        expected += 1
     return count, None
