@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from urllib.parse import quote
 
 import pytest
 
@@ -85,10 +84,12 @@ def test_the_ledger_is_for_admins_only_in_the_console(make_relay, upstream):
     admin.login("kanri", "admin-password-1")
     got = admin.get("/admin/ledger.csv")
     assert got.status == 200 and queue_id in got.body.decode("utf-8-sig")
-    mine = admin.get("/admin/ledger?person=" + quote("佐藤 花子"))
+    token = admin.login("kanri", "admin-password-1")
+    mine = admin.post("/admin/ledger", form={"person": "佐藤 花子", "csrf_token": token})
     assert mine.status == 200 and queue_id in mine.text and "佐藤花子" in mine.text
-    assert admin.get("/admin/ledger?person=" + quote("誰か")).text.count(queue_id) == 0
-    assert boss.get("/admin/ledger?person=x").status == 403
+    assert admin.post("/admin/ledger", form={"person": "誰か", "csrf_token": token}).text.count(queue_id) == 0
+    assert boss.post("/admin/ledger", form={"person": "x", "csrf_token": boss.login("boss", "manager-password-1")}
+                     ).status == 403
 
 
 def test_content_goes_after_its_retention_and_the_records_stay(make_relay, upstream):
@@ -239,3 +240,11 @@ def test_a_manager_drafts_the_leak_report_from_the_message_page(make_relay, upst
     draft = page.inner_text("pre.incident-draft")
     assert "個人データの項目" in draft and "要介護度" in draft and "確報" in draft
     assert [e.actor for e in relay.events(queue_id) if e.event == "incident_recorded"] == ["web:boss"]
+
+
+@pytest.mark.parametrize("found, kept", [("山田 太郎 様", "山田太郎"), ("佐藤　花子さん", "佐藤花子"), ("高橋殿", "高橋"),
+                                         ("0123456789", "0123456789"), ("様", "様")])
+def test_a_person_is_kept_without_spaces_or_honorific(found, kept):
+    from mailguard.check.content.report import _person
+
+    assert _person(found) == kept

@@ -213,9 +213,12 @@ def add_admin_routes(app: FastAPI, store: Store, db, policies: PolicyWatcher, pa
         return Response(data, media_type=f"text/csv; charset={'utf-8' if encoding == 'utf-8' else 'shift_jis'}",
                         headers={"Content-Disposition": 'attachment; filename="address_book.csv"'})
 
-    @app.get("/admin/ledger", include_in_schema=False)
-    async def ledger_person(request: Request, person: str = ""):
-        """One person's rows of the ledger (a disclosure request, 第33条第5項), for admins."""
+    @app.post("/admin/ledger", include_in_schema=False)
+    async def ledger_person(request: Request, person: str = Form(""), csrf_token: str = Form("")):
+        """One person's rows of the ledger (a disclosure request, 第33条第5項), for admins. A POST: the
+        name never sits in a URL (proxy logs, browser history)."""
+        if not csrf_ok(request, csrf_token):
+            raise HTTPException(403, "CSRF token missing or wrong")
         user = await admin(request)
         rows = await db.ledger(person=person) if person.strip() else []
         await db.record_admin("ledger_viewed", f"web:{user.username}", {"rows": len(rows)})

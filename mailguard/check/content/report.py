@@ -89,8 +89,7 @@ class ContentReport:
             return None
         found = [d for part in self.parts for d in part.detections]
         items = tuple(dict.fromkeys(d.label for d in found if d.kind != "roster"))
-        persons = tuple(dict.fromkeys(
-            (d.value.replace(" ", "").replace("\u3000", ""), d.kind) for d in found if d.value))
+        persons = tuple(dict.fromkeys((_person(d.value), d.kind) for d in found if d.value))
         return Provision(self.level, items or ("氏名",), tuple({"value": v, "kind": k} for v, k in persons))
 
     def findings(self) -> list[Finding]:
@@ -120,6 +119,18 @@ class ContentReport:
         return (subject + _at_most(F.SENSITIVE_DATA, data[F.SENSITIVE_DATA], "要配慮個人情報を含む")
                 + _at_most(F.PERSONAL_DATA, data[F.PERSONAL_DATA], "個人情報を含む")
                 + _at_most(F.UNSCANNABLE_CONTENT, unscannable, "検査できなかった"))
+
+
+HONORIFICS = ("様", "さま", "さん", "殿", "氏")
+
+
+def _person(value: str) -> str:
+    """A name or number as the ledger keeps it: no spaces, no honorific (山田 太郎 様 → 山田太郎)."""
+    value = value.replace(" ", "").replace("\u3000", "")
+    for honorific in HONORIFICS:
+        if value.endswith(honorific) and len(value) > len(honorific):
+            return value[: -len(honorific)]
+    return value
 
 
 def _at_most(code: F.Code, findings: list[Finding], what: str) -> list[Finding]:
