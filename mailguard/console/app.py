@@ -153,6 +153,26 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
         return {"cancel": True, "release": decides or policies.current.hold.allow_send_now,
                 "approve": decides, "reject": decides, "confirm": own(user, message)}.get(action, False)
 
+    async def acting(request: Request, queue_id: str, csrf_field: str, allowed) -> tuple[User, QueuedMessage]:
+        """The logged-in user acting on a message by a form POST: CSRF (403), login (401), and
+        ``allowed(user, message)`` (404: another's message is as if it did not exist)."""
+        if not csrf_ok(request, csrf_field):
+            raise HTTPException(403, "CSRF token missing or wrong")
+        user = await current_user(request)
+        if user is None:
+            raise HTTPException(401, "login required")
+        message = await db.get(queue_id)
+        if message is None or not allowed(user, message):
+            raise HTTPException(404, "not found")
+        return user, message
+
+    async def token_message(token: str, purpose: str = "cancel",
+                            max_age: float = settings.queue_lifetime) -> tuple[str | None, QueuedMessage | None]:
+        """(nonce, message) of a notice's signed link for ``purpose``; (None, None) when it is not valid."""
+        found = tokens.read(settings.data_dir, token, max_age, purpose)
+        message = await db.get(found[0]) if found else None
+        return (found[1] if message else None), message
+
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_form(request: Request):
         return page(request, "login.html", None)
@@ -226,14 +246,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
     @app.post("/messages/{queue_id}/{action}", include_in_schema=False)
     async def do(request: Request, queue_id: str, action: str, comment: str = Form(""),
                  csrf_token_field: str = Form("", alias="csrf_token")):
-        if not csrf_ok(request, csrf_token_field):
-            raise HTTPException(403, "CSRF token missing or wrong")
-        user = await current_user(request)
-        if user is None:
-            raise HTTPException(401, "login required")
-        message = await db.get(queue_id)
-        if message is None or not may_see(user, message):
-            raise HTTPException(404, "not found")
+        user, message = await acting(request, queue_id, csrf_token_field, may_see)
         if not permitted(user, action, message):
             raise HTTPException(403, "not allowed")
         try:
@@ -253,7 +266,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
     async def link(request: Request, token: str):
         """A notice's cancel link: shows what it would cancel and asks to confirm (a GET
         never changes anything: mail scanners and previews follow links)."""
-        message = await _link_message(token)
+        _, message = await token_message(token)
         if message is None:
             return page(request, "link.html", None, 404, error="このリンクは無効か、期限が切れています。")
         return page(request, "link.html", None, m=message, token=token, cancellable=message.state in HELD_STATES)
@@ -262,11 +275,10 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
     async def link_cancel(request: Request, token: str, csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
-        found = tokens.read(settings.data_dir, token, settings.queue_lifetime)
-        message = await _link_message(token)
-        if found is None or message is None:
+        nonce, message = await token_message(token)
+        if message is None:
             return page(request, "link.html", None, 404, error="このリンクは無効か、期限が切れています。")
-        if not await db.use_token(found[1]):
+        if not await db.use_token(nonce):
             return page(request, "link.html", None, 410, m=message, error="このリンクは使用済みです。")
         try:
             message = await asyncio.to_thread(act, store, settings, message.queue_id, "cancel",
@@ -276,14 +288,10 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
                         error=f"取り消せませんでした (状態: {STATE_LABELS[message.state]})。")
         return page(request, "link.html", None, m=message, done="送信を取り消しました。このメールは送信されません。")
 
-    async def _link_message(token: str) -> QueuedMessage | None:
-        found = tokens.read(settings.data_dir, token, settings.queue_lifetime)
-        return None if found is None else await db.get(found[0])
-
     add_admin_routes(app, store, db, policies, page, current_user, csrf_ok, settings.zone)
-    add_link_routes(app, settings, store, db, page, current_user, csrf_ok, may_see)
-    add_confirm_routes(app, settings, store, db, page, csrf_ok)
-    add_incident_route(app, settings, store, db, page, current_user, csrf_ok,
+    add_link_routes(app, settings, store, db, page, acting, token_message, csrf_ok, may_see)
+    add_confirm_routes(app, settings, store, db, page, token_message, csrf_ok)
+    add_incident_route(app, settings, store, page, acting,
                        lambda user, message: approvers.may_decide(policies.current, user, message))
     add_api_routes(app, settings, store, db, current_user, csrf_ok, may_see, permitted,
                    lambda message: approvers.approvals_required(policies.current, message),

@@ -16,41 +16,29 @@ import asyncio
 
 from fastapi import FastAPI, Form, HTTPException, Request
 
-from .. import tokens
 from ..model import STATE_LABELS, State
 from ..qmgr.actions import ActionRefused, act
 from ..settings import Settings
 from ..store import AsyncStore, Store, TransitionError
 
 
-def add_incident_route(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, current_user, csrf_ok,
-                       may_decide) -> None:
+def add_incident_route(app: FastAPI, settings: Settings, store: Store, page, acting, may_decide) -> None:
     """``POST /incident/{id}``: a manager who may decide on the message (or an admin) drafts the
     PPC 速報 for it (``incident.draft``; logged as ``incident_recorded``); the page shows the text."""
     from ..incident import draft, text
 
     @app.post("/incident/{queue_id}", include_in_schema=False)
     async def incident(request: Request, queue_id: str, csrf_token_field: str = Form("", alias="csrf_token")):
-        if not csrf_ok(request, csrf_token_field):
-            raise HTTPException(403, "CSRF token missing or wrong")
-        user = await current_user(request)
-        if user is None:
-            raise HTTPException(401, "login required")
-        message = await db.get(queue_id)
-        if message is None or not may_decide(user, message):
-            raise HTTPException(404, "not found")
+        user, message = await acting(request, queue_id, csrf_token_field, may_decide)
         report = await asyncio.to_thread(draft, store, queue_id, settings.zone, None, f"web:{user.username}")
         return page(request, "incident.html", user, m=message, draft=text(report, settings.zone))
 
 
-def add_confirm_routes(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, csrf_ok) -> None:
-    async def token_message(token: str):
-        found = tokens.read(settings.data_dir, token, settings.queue_lifetime, "confirm")
-        return (found, await db.get(found[0])) if found else (None, None)
-
+def add_confirm_routes(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, token_message,
+                       csrf_ok) -> None:
     @app.get("/c/{token}", include_in_schema=False)
     async def confirm_page(request: Request, token: str):
-        found, message = await token_message(token)
+        _, message = await token_message(token, "confirm")
         if message is None:
             return page(request, "confirm.html", None, 404, error="このリンクは無効か、期限が切れています。")
         return page(request, "confirm.html", None, m=message, token=token,
@@ -60,10 +48,10 @@ def add_confirm_routes(app: FastAPI, settings: Settings, store: Store, db: Async
     async def confirm(request: Request, token: str, csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
-        found, message = await token_message(token)
+        nonce, message = await token_message(token, "confirm")
         if message is None:
             return page(request, "confirm.html", None, 404, error="このリンクは無効か、期限が切れています。")
-        if not await db.use_token(found[1]):
+        if not await db.use_token(nonce):
             return page(request, "confirm.html", None, 410, m=message, error="このリンクは使用済みです。")
         try:
             message = await asyncio.to_thread(act, store, settings, message.queue_id, "confirm",

@@ -15,35 +15,26 @@ import asyncio
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from .. import tokens
 from ..settings import Settings
 from ..store import AsyncStore, Store
 
 
-def add_link_routes(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, current_user,
+def add_link_routes(app: FastAPI, settings: Settings, store: Store, db: AsyncStore, page, acting, token_message,
                     csrf_ok, may_see) -> None:
     token_age = settings.queue_lifetime + settings.link_lifetime
 
     @app.post("/messages/{queue_id}/revoke-links", include_in_schema=False)
     async def revoke(request: Request, queue_id: str, csrf_token_field: str = Form("", alias="csrf_token")):
-        if not csrf_ok(request, csrf_token_field):
-            raise HTTPException(403, "CSRF token missing or wrong")
-        user = await current_user(request)
-        if user is None:
-            raise HTTPException(401, "login required")
-        message = await db.get(queue_id)
-        if message is None or not may_see(user, message):
-            raise HTTPException(404, "not found")
+        user, _ = await acting(request, queue_id, csrf_token_field, may_see)
         await asyncio.to_thread(store.revoke_links, queue_id, f"web:{user.username}")
         return RedirectResponse(f"/messages/{queue_id}?done=revoke-links", status_code=303)
 
-    async def token_message(token: str):
-        found = tokens.read(settings.data_dir, token, token_age, "revoke")
-        return (found, await db.get(found[0])) if found else (None, None)
+    async def revoke_message(token: str):
+        return await token_message(token, "revoke", token_age)
 
     @app.get("/r/{token}", include_in_schema=False)
     async def revoke_link(request: Request, token: str):
-        found, message = await token_message(token)
+        _, message = await revoke_message(token)
         if message is None:
             return page(request, "revoke.html", None, 404, error="このリンクは無効か、期限が切れています。")
         links = await db.links(message.queue_id)
@@ -54,10 +45,10 @@ def add_link_routes(app: FastAPI, settings: Settings, store: Store, db: AsyncSto
     async def revoke_by_link(request: Request, token: str, csrf_token_field: str = Form("", alias="csrf_token")):
         if not csrf_ok(request, csrf_token_field):
             raise HTTPException(403, "CSRF token missing or wrong")
-        found, message = await token_message(token)
+        nonce, message = await revoke_message(token)
         if message is None:
             return page(request, "revoke.html", None, 404, error="このリンクは無効か、期限が切れています。")
-        if not await db.use_token(found[1]):
+        if not await db.use_token(nonce):
             return page(request, "revoke.html", None, 410, m=message, links=await db.links(message.queue_id),
                         error="このリンクは使用済みです。")
         count = await asyncio.to_thread(store.revoke_links, message.queue_id, f"link:{message.envelope.mail_from}")

@@ -46,7 +46,7 @@ from ..smtp import Attempt, Deliverer
 from ..store import AsyncStore, LogEntry
 from . import holds, webhooks
 from .sweeps import Sweeps
-from .settle import settle
+from .settle import parties, settle
 
 log = logging.getLogger("mailguard.qmgr")
 
@@ -347,47 +347,24 @@ class QueueManager:
             outcome = replace(outcome, results={r: (s, "") for r, (s, _) in outcome.results.items()},
                               bounced={r: (code, f"{code}") for r, (code, _) in outcome.bounced.items()})
         notice = self._bounce(message, outcome, attempt)
+        who = parties(outcome.results, self.policies.current)
         detail = {
             "attempt": message.attempts,
             "remote": attempt.remote,
             "results": {r: {"status": str(s), "reply": t} for r, (s, t) in outcome.results.items()},
             # provision record (個人情報保護法 第29条): to which organisation each copy went
-            "organisations": self._organisations(outcome.results),
+            "organisations": {r: organisation for r, (organisation, _, _) in who.items()},
             "next_attempt_at": outcome.next_attempt_at,
         }
         entry = LogEntry(event="delivery", queue_id=message.queue_id, at=now, detail=detail,
                          reply="; ".join(sorted({t for _, t in outcome.results.values()}))[:1000])
         await self.db.finish(message.queue_id, outcome.state, outcome.results, entry,
                              next_attempt_at=outcome.next_attempt_at, dsn=notice,
-                             dsn_lifetime=self.settings.queue_lifetime, provisions=self._bases(outcome.results,
-                                                                                               detail["organisations"]))
+                             dsn_lifetime=self.settings.queue_lifetime,
+                             provisions={r: (org, basis) for r, (org, basis, third) in who.items() if third})
         log.info("%s: %s via %s (%s)", message.queue_id, outcome.state, attempt.remote, entry.reply)
         if notice is not None:
             self.wake()
-
-    def _bases(self, results: dict, organisations: dict) -> dict[str, tuple[str | None, str | None]]:
-        """(organisation, legal basis from the address book) per external recipient, for the provision
-        ledger (internal recipients are no third party, whatever the message's protection said)."""
-        policy = self.policies.current
-        out = {}
-        for rcpt in results:
-            try:
-                r = routing.route(rcpt, policy)
-                if not r.leaves:
-                    continue
-                entry = policy.fax_entry(r.fax_e164) if r.fax_e164 else policy.lookup(rcpt)
-                out[rcpt] = (organisations.get(rcpt), getattr(entry, "basis", None))
-            except Exception:   # the record itself must not fail for it
-                out[rcpt] = (organisations.get(rcpt), None)
-        return out
-
-    def _organisations(self, results: dict) -> dict[str, str | None]:
-        policy = self.policies.current
-        try:
-            return {r: routing.organisation(routing.route(r, policy), policy) for r in results}
-        except Exception:   # the record itself must not fail for it
-            log.exception("organisations for the provision record could not be worked out")
-            return {r: None for r in results}
 
     def _bounce(self, message: QueuedMessage, outcome, attempt: Attempt):
         """The DSN for the recipients this attempt bounced, if any."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..check import route as routing
 from ..model import QueuedMessage, RecipientStatus, State
 from ..settings import Settings
 from ..smtp import Attempt
@@ -54,3 +55,18 @@ def settle(message: QueuedMessage, attempt: Attempt, now: float, settings: Setti
     delivered_now = any(s is RecipientStatus.DELIVERED for s, _ in results.values())
     state = State.DELIVERED if delivered_before or delivered_now else State.BOUNCED
     return Settlement(state, results, None, bounced)
+
+
+def parties(recipients, policy) -> dict[str, tuple[str | None, str | None, bool]]:
+    """Per recipient: (organisation from the address book, legal basis, whether it is a third
+    party), routed once, for the delivery's log entry and the provision ledger (第29条). A
+    recipient that cannot be worked out is (None, None, True): recorded, never left out."""
+    out = {}
+    for rcpt in recipients:
+        try:
+            r = routing.route(rcpt, policy)
+            entry = policy.fax_entry(r.fax_e164) if r.fax_e164 else policy.lookup(rcpt)
+            out[rcpt] = (routing.organisation(r, policy), getattr(entry, "basis", None), r.leaves)
+        except Exception:   # the record itself must not fail for it
+            out[rcpt] = (None, None, True)
+    return out
