@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="宛先ドメインを DNS で確かめない")
     p.set_defaults(func=cmd_scan)
 
-    p = sub.add_parser("log", help="送信ログ (send log)")
+    p = sub.add_parser("log", help="送信ログ (send log); 'log verify' で改ざんを検証")
+    p.add_argument("action", nargs="?", choices=["verify"], help="verify: チェーン・署名・タイムスタンプを検証する")
     p.add_argument("--queue-id")
     p.add_argument("--sender")
     p.add_argument("--since", help="YYYY-MM-DD[THH:MM] (MAILGUARD_TIMEZONE)")
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="ハッシュチェーンを検証する (verify the chain)")
     p.add_argument("--public-key", help="署名つきチェックポイントも検証する: 公開鍵 (base64) かそのファイル")
     p.add_argument("--checkpoints", help="データベースの外に保存したチェックポイント (checkpoints.jsonl)")
+    p.add_argument("--tsa-ca", help="タイムスタンプも検証する: TSA のルート証明書 (PEM ファイル)")
     p.set_defaults(func=cmd_log)
 
     lk = sub.add_parser("link", help="ダウンロードリンク (download links)").add_subparsers(required=True, metavar="ACTION")
@@ -296,8 +298,9 @@ def _print_scan(result) -> None:
 
 def cmd_log(settings: Settings, args) -> int:
     store = _store(settings)
+    args.verify = args.verify or args.action == "verify"
     if args.verify and args.public_key:
-        return verify_with_key(store, args.public_key, args.checkpoints)
+        return verify_with_key(store, args.public_key, args.checkpoints, args.tsa_ca)
     if args.verify:
         count, broken = store.verify_log()
         if broken is not None:

@@ -128,26 +128,35 @@ def cmd_incident_report(settings: Settings, args) -> int:
     return 0
 
 
-def verify_with_key(store: Store, public_key: str, journal: str | None) -> int:
-    """``mailguard log --verify --public-key KEY [--checkpoints FILE]``: the chain, every signed
-    checkpoint, and no truncation below a checkpointed size. Works on a copy of the data dir."""
+def verify_with_key(store: Store, public_key: str, journal: str | None, tsa_ca: str | None = None) -> int:
+    """``mailguard log verify --public-key KEY [--checkpoints FILE] [--tsa-ca PEM]``: the chain,
+    every signed checkpoint, no truncation below a checkpointed size, and every RFC 3161 token.
+    Works on a copy of the data dir. Exit 1 on any problem, 2 on an unreadable key or file."""
     from pathlib import Path
 
-    from .store import checkpoints
+    from .store import checkpoints, timestamps
 
-    text = Path(public_key).read_text() if Path(public_key).is_file() else public_key
+    try:
+        text = Path(public_key).read_text() if Path(public_key).is_file() else public_key
+        public = checkpoints.load_public(text)
+        roots = timestamps.load_roots(Path(tsa_ca).read_bytes()) if tsa_ca else None
+        lines = Path(journal).read_text().splitlines() if journal else []
+    except (OSError, ValueError) as exc:
+        print(f"公開鍵・証明書・チェックポイントのファイルを読めません: {exc}", file=sys.stderr)
+        return 2
     extra = []
-    if journal:
-        for number, line in enumerate(Path(journal).read_text().splitlines(), 1):
-            try:
-                extra.append(json.loads(line))
-            except ValueError:   # a line half written by a crash: said, and the rest still checked
-                if line.strip():
-                    print(f"{journal}:{number}: 読めない行を飛ばしました", file=sys.stderr)
-    count, problems = store.verify_with_key(checkpoints.load_public(text), extra)
+    for number, line in enumerate(lines, 1):
+        try:
+            extra.append(json.loads(line))
+        except ValueError:   # a line half written by a crash: said, and the rest still checked
+            if line.strip():
+                print(f"{journal}:{number}: 読めない行を飛ばしました", file=sys.stderr)
+    count, problems, notes = store.verify_with_key(public, extra, roots)
     for problem in problems:
         print(f"送信ログの改ざんを検出しました: {problem}", file=sys.stderr)
     if problems:
         return 1
     print(f"送信ログ {count} 件: チェーンと署名つきチェックポイントは正常です")
+    for note in notes:
+        print(note)
     return 0

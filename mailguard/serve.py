@@ -124,8 +124,11 @@ def _announce(settings: Settings) -> None:
     from .store import checkpoints
 
     public = checkpoints.public_text(checkpoints.signing_key(settings.data_dir).public_key())
-    log.info("send-log checkpoint public key (keep a copy away from this machine; 'mailguard log --verify "
+    log.info("send-log checkpoint public key (keep a copy away from this machine; 'mailguard log verify "
              "--public-key ...' checks the log against it): %s", public)
+    if settings.tsa_url:
+        log.info("send-log checkpoints are time-stamped by %s (RFC 3161)%s", settings.tsa_url,
+                 "" if settings.tsa_ca else "; set MAILGUARD_TSA_CA to verify each token as it arrives")
     if not settings.dns_checks:
         log.warning("DNS checks are off (MAILGUARD_DNS_CHECKS=false): domains that do not exist are not caught")
 

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     record_retention: int = Field(default=3 * 365 * 86400, ge=365 * 86400)
     # Seconds between signed checkpoints of the send log (and one at stop).
     checkpoint_interval: float = Field(default=600.0, gt=0)
+    # An RFC 3161 time-stamping authority (http:// or https://) that stamps every checkpoint, so its
+    # time is not only the operator's word. Empty: no timestamps.
+    tsa_url: str = ""
+    # The TSA's root certificate (PEM): when set, each token is verified on arrival, not only at verify.
+    tsa_ca: Path | None = None
     delivery_concurrency: int = Field(default=20, gt=0)
     queue_scan_interval: float = Field(default=1.0, gt=0)
     policy_scan_interval: float = Field(default=2.0, gt=0)
@@ -248,12 +253,21 @@ class Settings(BaseSettings):
             return networks
         return value
 
-    @field_validator("upstream_ca_file", "tls_cert", "tls_key", "upstream_username", mode="before")
+    @field_validator("tsa_url")
+    @classmethod
+    def _tsa_url(cls, value: str) -> str:
+        value = value.strip()
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"expected http(s)://host[:port][/path] of a time-stamping authority, got {value!r}")
+        return value
+
+    @field_validator("upstream_ca_file", "tls_cert", "tls_key", "upstream_username", "tsa_ca", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("upstream_ca_file", "tls_cert", "tls_key", mode="after")
+    @field_validator("upstream_ca_file", "tls_cert", "tls_key", "tsa_ca", mode="after")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

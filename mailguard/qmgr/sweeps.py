@@ -7,7 +7,8 @@
   batch thread: files go only once the rows are committed);
 - retention: the content of messages that ended more than MAILGUARD_CONTENT_RETENTION ago;
 - checkpoints: every MAILGUARD_CHECKPOINT_INTERVAL, the send log's size and head signed
-  (``store.checkpoints``), in the database and in ``<data_dir>/checkpoints.jsonl``.
+  (``store.checkpoints``), in the database and in ``<data_dir>/checkpoints.jsonl``, then
+  stamped by the time-stamping authority of MAILGUARD_TSA_URL when there is one (``tsa``).
 On failure: logged; the next round tries again. Nothing here stops the scan.
 """
 
@@ -20,7 +21,7 @@ from typing import Callable
 from ..policy import PolicyWatcher
 from ..settings import Settings
 from ..store import checkpoints
-from . import holds, webhooks
+from . import holds, tsa, webhooks
 
 log = logging.getLogger("mailguard.qmgr")
 INTERVAL = 30.0
@@ -33,8 +34,8 @@ class Sweeps:
         self._next_checkpoint = 0.0
         self.key = checkpoints.signing_key(settings.data_dir)
 
-    async def checkpoint(self) -> None:
-        """Sign the send log's size and head (MAILGUARD_CHECKPOINT_INTERVAL, and at stop)."""
+    async def checkpoint(self, tsa_timeout: float = tsa.TIMEOUT) -> None:
+        """Sign the send log's size and head (MAILGUARD_CHECKPOINT_INTERVAL, and at stop), then have it stamped."""
         try:
             made = await asyncio.to_thread(self.db.store.checkpoint, self.key,
                                            self.settings.data_dir / "checkpoints.jsonl")
@@ -42,6 +43,10 @@ class Sweeps:
                 log.info("send log checkpoint: %d entries, head %s, signed", made["size"], made["head"])
         except Exception:
             log.exception("signing a send-log checkpoint failed; tried again at the next interval")
+        try:
+            await tsa.stamp_pending(self.settings, self.db.store, tsa_timeout)
+        except Exception:
+            log.exception("time-stamping the send-log checkpoints failed; tried again at the next interval")
 
     async def maybe_run(self, now: float) -> None:
         if now >= self._next_checkpoint:

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any
 
-from . import checkpoints, sendlog
+from . import checkpoints, sendlog, timestamps
 from .sendlog import LogEntry
 
 
@@ -111,13 +111,26 @@ class AccountStore:
         with self._write() as conn:
             return checkpoints.make(conn, key, journal)
 
-    def verify_with_key(self, public, extra: list[dict] = ()) -> tuple[int, list[str]]:
-        """(entries, problems) of the chain and of every checkpoint (stored ones and ``extra``)."""
+    def verify_with_key(self, public, extra: list[dict] = (), roots=None) -> tuple[int, list[str], list[str]]:
+        """(entries, problems, notes) of the chain, of every checkpoint and of every RFC 3161 token
+        (the database's and ``extra``: journal lines, checkpoints and tokens); ``roots`` the TSA's."""
         with self._lock:
-            seen = {c["signature"]: c for c in [*checkpoints.stored(self._conn), *extra]}
-            return self._conn.execute("SELECT count(*) FROM send_log").fetchone()[0], \
-                checkpoints.verify(self._conn, public, list(seen.values()))
+            seen = {c["signature"]: c for c in [*checkpoints.stored(self._conn), *extra] if "timestamp" not in c}
+            tokens = {**timestamps.stored(self._conn), **{c["signature"]: c["timestamp"] for c in extra
+                                                          if "timestamp" in c}}
+            count = self._conn.execute("SELECT count(*) FROM send_log").fetchone()[0]
+            problems = checkpoints.verify(self._conn, public, list(seen.values()))
+        stamped, notes = timestamps.verify(list(seen.values()), tokens, roots)
+        return count, problems + stamped, notes
 
+    def unstamped_checkpoints(self) -> list[dict]:
+        """Checkpoints young enough to be stamped that have no RFC 3161 token yet (``timestamps.pending``)."""
+        with self._lock:
+            return timestamps.pending(self._conn)
+
+    def save_timestamp(self, checkpoint: dict, response, der: bytes, journal=None) -> dict:
+        with self._write() as conn:
+            return timestamps.save(conn, checkpoint, response, der, journal)
 
 def _user(row: sqlite3.Row) -> dict:
     return {"username": row["username"], "password_hash": row["password_hash"], "role": row["role"],

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
-def _statement(size: int, head: str, at: float) -> bytes:
+def statement(size: int, head: str, at: float) -> bytes:
     return f"mailguard send-log checkpoint v1\n{size}\n{head}\n{at:.6f}\n".encode()
 
 
@@ -83,7 +83,7 @@ def make(conn: sqlite3.Connection, key: Ed25519PrivateKey, journal: Path | None 
     if not size or (last and last[0] == size):
         return None
     at = time.time()
-    signature = base64.b64encode(key.sign(_statement(size, head, at))).decode()
+    signature = base64.b64encode(key.sign(statement(size, head, at))).decode()
     conn.execute("INSERT INTO checkpoints (size, head, at, signature) VALUES (?,?,?,?)", (size, head, at, signature))
     checkpoint = {"size": size, "head": head, "at": at, "signature": signature}
     if journal is not None:   # a second copy outside the database
@@ -120,7 +120,7 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey, checkpoints: list
     for cp in checkpoints:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cp["at"]))
         try:
-            public.verify(base64.b64decode(cp["signature"]), _statement(cp["size"], cp["head"], cp["at"]))
+            public.verify(base64.b64decode(cp["signature"]), statement(cp["size"], cp["head"], cp["at"]))
         except (InvalidSignature, ValueError):
             problems.append(f"{when} のチェックポイントの署名が公開鍵と合いません")
             continue

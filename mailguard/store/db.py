@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import approvals, checkpoints, ledger, links, retention, sendlog
+from . import approvals, checkpoints, ledger, links, retention, sendlog, timestamps
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -113,7 +113,8 @@ class Database:
         self._conn.execute("PRAGMA foreign_keys=ON")
         # deleted rows (copies carrying link secrets, finished content) are overwritten, not left in free pages
         self._conn.execute("PRAGMA secure_delete=ON")
-        self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA)
+        self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA
+                                    + timestamps.SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:

@@ -4,7 +4,7 @@ Each entry is appended in the same SQLite transaction as the state change it
 describes, so the log and the queue never disagree. Entries are never updated or
 deleted (SQLite triggers refuse it), and each carries ``hash = SHA-256(prev_hash
 || canonical JSON of the entry)``, so removing, reordering or editing a past entry
-breaks the chain from that point (``mailguard log --verify``).
+breaks the chain from that point (``mailguard log verify``).
 
 Delivery entries name the recipients and their organisations from the address
 book: together with the message's Message-ID, sender and time they form the
