@@ -147,16 +147,31 @@ def verify_with_key(store: Store, public_key: str, journal: str | None, tsa_ca: 
     extra = []
     for number, line in enumerate(lines, 1):
         try:
-            extra.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:   # a line half written by a crash: said, and the rest still checked
-            if line.strip():
-                print(f"{journal}:{number}: 読めない行を飛ばしました", file=sys.stderr)
+            entry = None
+        if _journal_entry(entry):
+            extra.append(entry)
+        elif line.strip():
+            print(f"{journal}:{number}: 読めない行を飛ばしました", file=sys.stderr)
     count, problems, notes = store.verify_with_key(public, extra, roots)
     for problem in problems:
-        print(f"送信ログの改ざんを検出しました: {problem}", file=sys.stderr)
+        unverifiable = "検証できません" in problem or "ありません" in problem
+        print(("送信ログを確かめられません: " if unverifiable else "送信ログの改ざんを検出しました: ")
+              + problem, file=sys.stderr)
     if problems:
         return 1
     print(f"送信ログ {count} 件: チェーンと署名つきチェックポイントは正常です")
     for note in notes:
         print(note)
     return 0
+
+
+def _journal_entry(entry) -> bool:
+    """A checkpoint ({size, head, at, signature}) or a token ({size, signature, timestamp}) line."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("signature"), str) \
+            or not isinstance(entry.get("size"), int):
+        return False
+    if "timestamp" in entry:
+        return isinstance(entry["timestamp"], str)
+    return isinstance(entry.get("head"), str) and isinstance(entry.get("at"), (int, float))

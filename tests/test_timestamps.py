@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +35,15 @@ def _verify(relay, data_dir, *extra):
                           env=env, capture_output=True, text=True, timeout=60)
 
 
+def _tamper(database, sql: str) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(database)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
 def _stamped(relay) -> int:
     from mailguard.store import timestamps
 
@@ -52,9 +62,11 @@ def test_every_checkpoint_is_stamped_and_verify_checks_each_token(make_relay, up
     data = tmp_path / "var"
     result = _verify(relay, data, "--tsa-ca", str(tsa.ca_pem))
     assert result.returncode == 0, result.stderr
-    assert "タイムスタンプ" in result.stdout and "正常" in result.stdout and "ないチェックポイント" not in result.stdout
-    journal = [line for line in (data / "checkpoints.jsonl").read_text().splitlines() if '"timestamp"' in line]
-    assert len(journal) == tsa.requests >= 2                # every token also outside the database
+    assert "タイムスタンプ" in result.stdout and "を確認しました" in result.stdout and "注意" not in result.stdout
+    lines = [json.loads(line) for line in (data / "checkpoints.jsonl").read_text().splitlines()]
+    signed = {line["signature"] for line in lines if "timestamp" not in line}
+    assert len(signed) >= 2 and signed == {line["signature"] for line in lines if "timestamp" in line}   # every
+    # checkpoint stamped, and each token kept outside the database too
 
     unverified = _verify(relay, data)                       # no root given: said, not silently passed
     assert unverified.returncode == 0 and "--tsa-ca" in unverified.stdout
@@ -64,7 +76,15 @@ def test_every_checkpoint_is_stamped_and_verify_checks_each_token(make_relay, up
         wrong = _verify(relay, data, "--tsa-ca", str(stranger.ca_pem))
     finally:
         stranger.close()
-    assert wrong.returncode == 1 and "タイムスタンプが検証できません" in wrong.stderr
+    assert wrong.returncode == 1 and "タイムスタンプを検証できません" in wrong.stderr
+
+    tokens_deleted = tmp_path / "tokens-deleted"             # whoever re-signs a cut log cannot get old stamps
+    shutil.copytree(data, tokens_deleted)
+    _tamper(tokens_deleted / "mailguard.sqlite3", "DELETE FROM checkpoint_timestamps")
+    journal = tokens_deleted / "checkpoints.jsonl"
+    journal.write_text("".join(line + "\n" for line in journal.read_text().splitlines() if '"timestamp"' not in line))
+    gone = _verify(relay, tokens_deleted, "--tsa-ca", str(tsa.ca_pem))
+    assert gone.returncode == 1 and "有効なタイムスタンプのあるチェックポイントがありません" in gone.stderr
 
 
 def test_a_checkpoint_re_signed_later_with_an_old_time_is_shown_by_its_timestamp(make_relay, upstream, tsa, tmp_path):
@@ -95,7 +115,7 @@ def test_a_checkpoint_re_signed_later_with_an_old_time_is_shown_by_its_timestamp
     store.close()
     (data / "checkpoints.jsonl").write_text(json.dumps(forged) + "\n" + json.dumps(entry) + "\n")   # rewritten too
     result = _verify(relay, data, "--tsa-ca", str(tsa.ca_pem))
-    assert result.returncode == 1 and "後から作り直された可能性" in result.stderr, result.stderr
+    assert result.returncode == 1 and "後から署名し直された可能性" in result.stderr, result.stderr
 
 
 def test_a_tsa_that_is_down_holds_up_nothing_and_is_asked_again(make_relay, upstream, tsa, tmp_path):
@@ -112,10 +132,22 @@ def test_a_tsa_that_is_down_holds_up_nothing_and_is_asked_again(make_relay, upst
     assert result.returncode == 0, result.stderr
 
 
+def test_a_tsa_that_never_answers_holds_up_neither_mail_nor_the_stop(make_relay, upstream, tsa):
+    tsa.hang = 60.0
+    relay = make_relay(MAILGUARD_TSA_URL=tsa.url, MAILGUARD_CHECKPOINT_INTERVAL="0.5").start()
+    for n in range(3):   # delivered while a stamping round waits on the TSA
+        send(relay, [f"colleague{n}@{INTERNAL}"])
+    wait_for(lambda: len([e for e in relay.events() if e.event == "delivery"]) == 3, what="deliveries")
+    started = time.monotonic()
+    assert relay.stop() == 0
+    assert time.monotonic() - started < 15                  # the round at stop gives up after 5 s
+    assert "did not answer within" in relay.log() or "did not stamp" in relay.log()
+
+
 @pytest.mark.parametrize("reply, expected", [
-    (b"", "not a time-stamp response"),
-    (b"\x30\x03\x02\x01\x02", "not a time-stamp response"),          # a bare SEQUENCE { INTEGER 2 }
-    (b"\xff" * 100, "not a time-stamp response"),
+    (b"", "not a valid time-stamp token"),
+    (b"\x30\x03\x02\x01\x02", "not a valid time-stamp token"),        # a bare SEQUENCE { INTEGER 2 }
+    (b"\xff" * 100, "not a valid time-stamp token"),
 ])
 def test_a_reply_that_is_not_a_token_is_refused(reply, expected):
     from mailguard.store import timestamps
@@ -132,8 +164,8 @@ def test_a_token_for_other_bytes_is_refused(tsa):
     request = TimestampRequestBuilder().data(b"other bytes").hash_algorithm(HashAlgorithm.SHA256).build()
     reply = tsa.reply(request.as_bytes())
     assert timestamps.check(reply, b"other bytes", None, request.nonce)
-    for roots in (None, timestamps.load_roots(tsa.ca_pem.read_bytes())):
-        with pytest.raises(timestamps.TimestampError):
+    for roots, message in ((None, "other bytes"), (timestamps.load_roots(tsa.ca_pem.read_bytes()), "Mismatch")):
+        with pytest.raises(timestamps.TimestampError, match=message):
             timestamps.check(reply, b"checkpoint", roots)
     with pytest.raises(timestamps.TimestampError, match="nonce"):
         timestamps.check(reply, b"other bytes", None, request.nonce + 1)

@@ -4,7 +4,8 @@
 RFC 3161 §2.3) with ``cryptography``, writes the ``openssl ts`` configuration, and serves
 ``POST /`` (``application/timestamp-query``, RFC 3161 §3.4) on a loopback port from a thread
 of the test process; each request runs ``openssl ts -reply`` once. ``ca_pem`` is the root the
-verifier is given; ``requests`` counts the requests answered; ``down = True`` answers 503.
+verifier is given; ``requests`` counts the requests answered; ``down = True`` answers 503;
+``hang = N`` holds every request N seconds before answering (a TSA behind a dead firewall).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime
 import subprocess
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -82,7 +84,7 @@ class LocalTSA:
         (directory / "serial").write_text("01\n")
         self.config = directory / "openssl-ts.cnf"
         self.config.write_text(CONFIG.format(dir=directory))
-        self.requests, self.down, self._lock = 0, False, threading.Lock()
+        self.requests, self.down, self.hang, self._lock = 0, False, 0.0, threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -103,6 +105,7 @@ class LocalTSA:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                time.sleep(tsa.hang)
                 if tsa.down or self.headers.get("Content-Type") != "application/timestamp-query":
                     self.send_response(503 if tsa.down else 415)
                     self.end_headers()

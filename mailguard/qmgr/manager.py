@@ -118,7 +118,7 @@ class QueueManager:
             await self._record_safely(message, attempt)
         for task in list(self._background):
             task.cancel()
-        await self.sweeps.checkpoint(tsa_timeout=5.0)   # the log as it stands at stop, signed (and stamped)
+        await self.sweeps.checkpoint(final=True)   # the log as it stands at stop, signed (and stamped)
         if isinstance(self.deliverer, Deliverer):
             self.deliverer.close()
         self.content.close()

@@ -32,10 +32,13 @@ class Sweeps:
         self.settings, self.db, self.policies, self.spawn, self.wake = settings, db, policies, spawn, wake
         self._next = 0.0
         self._next_checkpoint = 0.0
+        self._stamping: asyncio.Task | None = None
         self.key = checkpoints.signing_key(settings.data_dir)
 
-    async def checkpoint(self, tsa_timeout: float = tsa.TIMEOUT) -> None:
-        """Sign the send log's size and head (MAILGUARD_CHECKPOINT_INTERVAL, and at stop), then have it stamped."""
+    async def checkpoint(self, final: bool = False) -> None:
+        """Sign the send log's size and head (MAILGUARD_CHECKPOINT_INTERVAL, and at stop), then have
+        it stamped: in the background, one round at a time, so a slow TSA never holds up the queue;
+        at stop, a last round of at most ``tsa.FINAL`` seconds."""
         try:
             made = await asyncio.to_thread(self.db.store.checkpoint, self.key,
                                            self.settings.data_dir / "checkpoints.jsonl")
@@ -43,8 +46,19 @@ class Sweeps:
                 log.info("send log checkpoint: %d entries, head %s, signed", made["size"], made["head"])
         except Exception:
             log.exception("signing a send-log checkpoint failed; tried again at the next interval")
+        if not self.settings.tsa_url:
+            return
+        if final:
+            if self._stamping is not None and not self._stamping.done():
+                self._stamping.cancel()
+                await asyncio.gather(self._stamping, return_exceptions=True)
+            await self._stamp(tsa.FINAL)
+        elif self._stamping is None or self._stamping.done():
+            self._stamping = asyncio.create_task(self._stamp(tsa.ROUND))
+
+    async def _stamp(self, seconds: float) -> None:
         try:
-            await tsa.stamp_pending(self.settings, self.db.store, tsa_timeout)
+            await tsa.stamp_pending(self.settings, self.db.store, seconds)
         except Exception:
             log.exception("time-stamping the send-log checkpoints failed; tried again at the next interval")
 

@@ -24,29 +24,43 @@ from ..settings import Settings
 from ..store import timestamps
 
 log = logging.getLogger("mailguard.qmgr")
-TIMEOUT = 10.0     # seconds for one TSA request
+TIMEOUT = 10.0     # seconds for one whole TSA request (connect, send, the reply to its last byte)
+ROUND = 60.0       # seconds for one round of requests
+FINAL = 5.0        # seconds for the round at stop
 MAX_REPLY = 64 * 1024   # bytes: a token is about 1-5 KB; a bigger reply is not a token
 
 
-async def stamp_pending(settings: Settings, store, timeout: float = TIMEOUT) -> int:
-    """Stamp every checkpoint still waiting for a token; the number stamped."""
+async def stamp_pending(settings: Settings, store, seconds: float = ROUND) -> int:
+    """Stamp every checkpoint still waiting for a token, within ``seconds`` in all; the number stamped."""
     if not settings.tsa_url:
         return 0
+    try:
+        async with asyncio.timeout(seconds):
+            return await _round(settings, store)
+    except TimeoutError:
+        log.warning("time-stamping authority %s did not answer within %gs; asked again at the next checkpoint",
+                    settings.tsa_url, seconds)
+        return 0
+
+
+async def _round(settings: Settings, store) -> int:
     roots = timestamps.load_roots(settings.tsa_ca.read_bytes()) if settings.tsa_ca else None
     journal = settings.data_dir / "checkpoints.jsonl"
     done = 0
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
         for checkpoint in await asyncio.to_thread(store.unstamped_checkpoints):
             try:
-                response, der = await _request(client, settings.tsa_url, timestamps.stamped_bytes(checkpoint), roots)
-            except (httpx.HTTPError, timestamps.TimestampError) as exc:
+                async with asyncio.timeout(TIMEOUT):   # httpx's timeout is per read: a reply dribbled byte by byte
+                    response, der = await _request(client, settings.tsa_url, timestamps.stamped_bytes(checkpoint),
+                                                   roots)
+            except (httpx.HTTPError, timestamps.TimestampError, TimeoutError) as exc:
                 log.warning("time-stamping authority %s did not stamp checkpoint %d: %s; asked again at the next "
                             "checkpoint (for up to an hour)", settings.tsa_url, checkpoint["size"], exc)
                 break   # the TSA is down or broken: the rest wait for the next round
-            saved = await asyncio.to_thread(store.save_timestamp, checkpoint, response, der, journal)
+            await asyncio.to_thread(store.save_timestamp, checkpoint, response, der, journal)
             log.info("send log checkpoint %d stamped by %s at %s", checkpoint["size"], settings.tsa_url,
                      response.tst_info.gen_time.isoformat())
-            done += 1 if saved else 0
+            done += 1
     return done
 
 

@@ -120,7 +120,7 @@ class AccountStore:
                                                           if "timestamp" in c}}
             count = self._conn.execute("SELECT count(*) FROM send_log").fetchone()[0]
             problems = checkpoints.verify(self._conn, public, list(seen.values()))
-        stamped, notes = timestamps.verify(list(seen.values()), tokens, roots)
+            stamped, notes = timestamps.verify(self._conn, list(seen.values()), tokens, roots)
         return count, problems + stamped, notes
 
     def unstamped_checkpoints(self) -> list[dict]:

@@ -57,8 +57,8 @@ def stamped_bytes(checkpoint: dict) -> bytes:
 
 
 def load_roots(pem: bytes) -> list[x509.Certificate]:
-    """The TSA root certificates of a PEM file; ValueError when it holds none."""
-    return x509.load_pem_x509_certificates(pem)
+    """The TSA root certificates of a PEM file, each once; ValueError when it holds none."""
+    return list(dict.fromkeys(x509.load_pem_x509_certificates(pem)))
 
 
 def check(response_der: bytes, data: bytes, roots: list[x509.Certificate] | None,
@@ -70,26 +70,29 @@ def check(response_der: bytes, data: bytes, roots: list[x509.Certificate] | None
     """
     try:
         response = decode_timestamp_response(response_der)
-    except ValueError as exc:
-        raise TimestampError(f"not a time-stamp response: {exc}") from None
-    if PKIStatus(response.status) not in (PKIStatus.GRANTED, PKIStatus.GRANTED_WITH_MODS):
-        raise TimestampError(f"the TSA refused (PKIStatus {response.status})")
-    if nonce is not None and response.tst_info.nonce != nonce:
-        raise TimestampError("nonce differs from the request's")
-    if roots:
-        builder = VerifierBuilder(nonce=nonce)
-        for root in roots:
-            builder = builder.add_root_certificate(root)
-        try:
+        if PKIStatus(response.status) != PKIStatus.GRANTED:   # what RFC 3161 verifiers accept (rfc3161-client)
+            raise TimestampError(f"the TSA did not grant the request (PKIStatus {response.status})")
+        if nonce is not None and response.tst_info.nonce != nonce:
+            raise TimestampError("nonce differs from the request's")
+        if roots:
+            builder = VerifierBuilder(nonce=nonce)
+            for root in roots:
+                builder = builder.add_root_certificate(root)
             builder.build().verify_message(response, data)
-        except (VerificationError, ValueError) as exc:
-            raise TimestampError(str(exc)) from None
-        return response
-    digest = {"2.16.840.1.101.3.4.2.1": hashlib.sha256, "2.16.840.1.101.3.4.2.2": hashlib.sha384,
-              "2.16.840.1.101.3.4.2.3": hashlib.sha512}.get(response.tst_info.message_imprint.hash_algorithm.dotted_string)
-    if digest is None or digest(data).digest() != response.tst_info.message_imprint.message:
+            return response
+        imprint = response.tst_info.message_imprint
+        digest = _DIGESTS.get(imprint.hash_algorithm.dotted_string)
+    except TimestampError:
+        raise
+    except (VerificationError, ValueError) as exc:   # undecodable, or a signature or chain that does not hold
+        raise TimestampError(f"not a valid time-stamp token: {exc}") from None
+    if digest is None or digest(data).digest() != imprint.message:
         raise TimestampError("the token stamps other bytes than the checkpoint's")
     return response
+
+
+_DIGESTS = {"2.16.840.1.101.3.4.2.1": hashlib.sha256, "2.16.840.1.101.3.4.2.2": hashlib.sha384,
+            "2.16.840.1.101.3.4.2.3": hashlib.sha512}
 
 
 def pending(conn: sqlite3.Connection, now: float | None = None) -> list[dict]:
@@ -123,46 +126,53 @@ def stored(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT signature, response FROM checkpoint_timestamps"))
 
 
-def verify(checkpoints: list[dict], tokens: dict[str, str],
+def verify(conn: sqlite3.Connection, checkpoints: list[dict], tokens: dict[str, str],
            roots: list[x509.Certificate] | None) -> tuple[list[str], list[str]]:
     """(problems, notes), Japanese, for the tokens of the checkpoints (already signature-checked).
 
-    A token that does not verify, or whose TSA time is more than MAX_AGE + SKEW after (or SKEW
-    before) the checkpoint's own time, is a problem. Notes say what the valid tokens attest.
+    A stamped checkpoint pins the chain up to its size at the TSA's time, so what the tokens
+    attest is the log up to the last stamped checkpoint; what came after is said to be
+    unattested. Problems: a token that does not verify; a TSA time more than MAX_AGE + SKEW after
+    (or SKEW before) the checkpoint's own time (signed later than it claims); an entry after a
+    stamped checkpoint dated before that checkpoint's TSA time (slipped in later); with roots
+    given, no valid token at all.
     """
+    stamped = [cp for cp in checkpoints if cp["signature"] in tokens]
+    if not roots:
+        return [], ([f"タイムスタンプ {len(stamped)} 件は未検証です: TSA のルート証明書を --tsa-ca で指定してください"]
+                    if stamped else [])
     problems, attested = [], []
-    for cp in sorted(checkpoints, key=lambda c: c["size"]):
-        token = tokens.get(cp["signature"])
-        if token is None:
-            continue
+    for cp in sorted(stamped, key=lambda c: c["size"]):
         when = _local(cp["at"])
-        if not roots:
-            attested.append((cp, None))
-            continue
         try:
-            gen_time = check(base64.b64decode(token), stamped_bytes(cp), roots).tst_info.gen_time.timestamp()
+            gen_time = check(base64.b64decode(tokens[cp["signature"]]), stamped_bytes(cp),
+                             roots).tst_info.gen_time.timestamp()
         except (TimestampError, ValueError) as exc:
-            problems.append(f"{when} のチェックポイントのタイムスタンプが検証できません ({exc})")
+            problems.append(f"{when} のチェックポイントのタイムスタンプを検証できません ({exc})")
             continue
         if gen_time - cp["at"] > MAX_AGE + SKEW or cp["at"] - gen_time > SKEW:
             problems.append(f"{when} とされるチェックポイントのタイムスタンプは {_local(gen_time)} のものです"
-                            " (後から作り直された可能性)")
+                            " (後から署名し直された可能性)")
             continue
+        early = conn.execute("SELECT seq, at FROM send_log WHERE seq > ? AND at < ? ORDER BY seq LIMIT 1",
+                             (cp["size"], gen_time - SKEW)).fetchone()
+        if early:
+            problems.append(f"記録番号 {early[0]} の時刻 {_local(early[1])} は、それより前の記録番号 {cp['size']} までが"
+                            f" TSA に確認された {_local(gen_time)} より前です (後から差し込まれた可能性)")
         attested.append((cp, gen_time))
-    return problems, _notes(checkpoints, attested, roots)
-
-
-def _notes(checkpoints: list[dict], attested: list, roots) -> list[str]:
     if not attested:
-        return []
-    if not roots:
-        return [f"タイムスタンプ {len(attested)} 件は未検証です: TSA のルート証明書を --tsa-ca で指定してください"]
-    last_cp, last_time = attested[-1]
-    notes = [f"タイムスタンプ {len(attested)} 件: 正常。記録番号 {last_cp['size']} までの記録は遅くとも"
-             f" {_local(last_time)} (TSA の時刻) に存在していました"]
-    missing = len(checkpoints) - len(attested)
-    if missing:
-        notes.append(f"タイムスタンプのないチェックポイントが {missing} 件あります (TSA に届かなかった時のもの)")
+        return problems + ["有効なタイムスタンプのあるチェックポイントがありません (削除された可能性)"], []
+    return problems, _notes(conn, attested)
+
+
+def _notes(conn: sqlite3.Connection, attested: list) -> list[str]:
+    last, gen_time = attested[-1]
+    notes = [f"タイムスタンプ {len(attested)} 件を確認しました。記録番号 {last['size']} までの記録は遅くとも"
+             f" {_local(gen_time)} (TSA の時刻) に存在していました"]
+    after = conn.execute("SELECT count(*) FROM send_log WHERE seq > ?", (last["size"],)).fetchone()[0]
+    if after:
+        notes.append(f"注意: それより後の {after} 件はタイムスタンプで確かめられていません (末尾の削除や差し替えは、"
+                     "サーバーの外に控えたチェックポイントがなければ分かりません)")
     return notes
 
 
