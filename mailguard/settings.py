@@ -134,7 +134,13 @@ class Settings(BaseSettings):
     inspect_max_compression_ratio: float = Field(default=100.0, gt=1)
     inspect_max_depth: int = Field(default=5, gt=0)
     # Address space of each inspection worker (RLIMIT_AS); 0: no limit. A worker past it is replaced.
-    inspect_max_memory: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # 2 GiB: the OCR engine alone takes 1.1-1.4 GiB of address space (about 600 MB resident).
+    inspect_max_memory: int = Field(default=2 * 1024 * 1024 * 1024, ge=0)
+    # OCR of scans (image attachments, FAX TIFFs, PDF pages without text; the 'ocr' extra): pages read
+    # per message, and seconds OCR may take per message on top of MAILGUARD_INSPECT_TIMEOUT. Past
+    # either, the rest of the scan is unscannable (held for a person).
+    ocr_max_pages: int = Field(default=20, ge=0)
+    ocr_timeout: float = Field(default=120.0, gt=0)
 
     hold_delay: int = Field(default=300, ge=0)
     trusted_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = [

@@ -73,8 +73,10 @@ class _HTMLText(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in ("script", "style"):
             self._skip += 1
-        elif tag in ("br", "p", "div", "tr", "li", "td"):
+        elif tag in ("br", "p", "div", "tr", "li"):
             self.chunks.append("\n")
+        elif tag in ("td", "th"):   # cells side by side, so a column header stands over its cells
+            self.chunks.append("\t")
 
     def handle_endtag(self, tag):
         if tag in ("script", "style") and self._skip:

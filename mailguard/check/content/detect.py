@@ -23,105 +23,13 @@ import bisect
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from importlib import resources
 
 import phonenumbers
 
-THRESHOLD = 0.5
-WINDOW = 40
-NEAR_BOOST = 0.35       # a context word near the match
-DOCUMENT_BOOST = 0.35   # a context word elsewhere in the same document (a table header)
-VALID_BOOST = 0.2       # the validator confirmed it (a check digit)
-
-
-@dataclass(frozen=True)
-class Pattern:
-    name: str
-    regex: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Detection:
-    kind: str           # e.g. "my_number", "care_level", "person_name"
-    label: str          # Japanese name of the kind
-    sensitive: bool
-    identifies: bool
-    score: float
-    masked: str         # what may be shown and logged: numbers and names masked
-    start: int = 0      # span in the normalised text
-    end: int = 0
-    # The value itself, kept only for the kinds that name a person (本人, for the provision record,
-    # 個人情報保護法 第29条); never shown or logged, stored only in the admins' ledger table.
-    value: str = field(default="", repr=False, compare=False)
-
-
-SUBJECT_KINDS = ("person_name", "roster", "care_insured_number")   # what names a data subject (本人)
-
-
-class Detector:
-    kind = ""
-    priority = 1000    # where spans overlap, the lower number keeps the span (the more precise detector)
-    label = ""
-    sensitive = False
-    identifies = True
-    patterns: tuple[Pattern, ...] = ()
-    context: tuple[str, ...] = ()
-    negative_context: tuple[str, ...] = ()
-
-    def validate(self, value: str) -> bool | None:
-        """True: confirmed (score up); False: not this kind; None: no opinion."""
-        return None
-
-    def mask(self, value: str) -> str:
-        return mask_digits(value) if any(c.isdigit() for c in value) else mask_text(value)
-
-    def candidates(self, text: str):
-        for pattern in self.patterns:
-            for match in re.finditer(pattern.regex, text):
-                yield match.start(), match.end(), match.group(0), pattern.score
-
-    def detect(self, text: str) -> list[Detection]:
-        found = []
-        document_context = any(word in text for word in self.context)
-        for start, end, value, score in self.candidates(text):
-            verdict = self.validate(value)
-            if verdict is False:
-                continue
-            near = text[max(0, start - WINDOW): end + WINDOW]
-            if any(word in near for word in self.negative_context):
-                continue
-            if verdict:
-                score += VALID_BOOST
-            if any(word in near for word in self.context):
-                score += NEAR_BOOST
-            elif document_context:
-                score += DOCUMENT_BOOST
-            if score >= THRESHOLD:
-                found.append(Detection(self.kind, self.label, self.sensitive, self.identifies,
-                                       round(min(score, 1.0), 2), self.mask(value), start, end,
-                                       value if self.kind in SUBJECT_KINDS else ""))
-        return found
-
-
-def mask_digits(value: str) -> str:
-    """Every digit but the last two becomes ``*``: ``1234-5678-9012`` → ``****-****-**12``."""
-    digits = sum(c.isdigit() for c in value)
-    out, seen = [], 0
-    for c in value:
-        if c.isdigit():
-            seen += 1
-            out.append(c if seen > digits - 2 else "*")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-def mask_text(value: str) -> str:
-    """The first character and ``＊`` for the rest: ``山田太郎`` → ``山＊＊＊``."""
-    return value[:1] + "＊" * (len(value) - 1)
-
+from .base import (DOCUMENT_BOOST, NEAR_BOOST, THRESHOLD, VALID_BOOST, WINDOW, Detection, Detector,  # noqa: F401
+                   Pattern, mask_digits, mask_text, normalise)
+from .names import PersonName, RosterMatch, TableName
 
 def my_number_check_digit(digits: str) -> int:
     """The check digit of an 11-digit My Number body (総務省令第85号 第5条)."""
@@ -137,6 +45,7 @@ class MyNumber(Detector):
 
     kind, label, sensitive = "my_number", "マイナンバー (個人番号)", True
     priority = 10
+    numeric = True
     patterns = (Pattern("12 digits", r"(?<!\d)\d{4}[ -]?\d{4}[ -]?\d{4}(?!\d)", 0.1),)
     context = ("個人番号", "マイナンバー", "番号カード")
     negative_context = ("法人番号",)
@@ -149,6 +58,7 @@ class MyNumber(Detector):
 class CareInsuredNumber(Detector):
     kind, label = "care_insured_number", "介護保険被保険者番号"
     priority = 20
+    numeric = True
     patterns = (Pattern("10 digits", r"(?<!\d)\d{10}(?!\d)", 0.15),)
     context = ("被保険者番号", "被保番号", "介護保険証")
 
@@ -156,6 +66,7 @@ class CareInsuredNumber(Detector):
 class HealthInsurance(Detector):
     kind, label = "health_insurance_number", "健康保険の記号・番号"
     priority = 30
+    numeric = True
     patterns = (
         Pattern("記号・番号", r"記号[\s:：]*[0-9A-Za-z\-]{1,8}[\s・、,/]*番号[\s:：]*\d{1,10}(?!\d)", 0.8),
         Pattern("保険者番号", r"(?<!被)保険者番号[\s:：]*\d{6,8}(?!\d)", 0.8),
@@ -165,6 +76,7 @@ class HealthInsurance(Detector):
 class PensionNumber(Detector):
     kind, label = "pension_number", "基礎年金番号"
     priority = 40
+    numeric = True
     patterns = (Pattern("4-6 digits", r"(?<!\d)\d{4}-?\d{6}(?!\d)", 0.15),)
     context = ("基礎年金番号", "年金番号", "年金手帳")
 
@@ -179,6 +91,7 @@ class Phone(Detector):
 
     kind, label = "phone", "電話番号"
     priority = 50
+    numeric = True
     context = PERSONAL_CONTACT
     negative_context = ("FAX", "ＦＡＸ", "代表")
 
@@ -210,8 +123,10 @@ class PostalAddress(Detector):
 
 
 class BirthDate(Detector):
-    """生年月日 in 和暦 (元年 included) or 西暦. Dates of the older eras are almost always
-    birth dates in care records; recent dates need a context word (生年月日, 生, 歳)."""
+    """生年月日 in 和暦 (元年 included) or 西暦. A date is a birth date only with birth context:
+    a word near it (生年月日, 生まれ, 歳, 誕生日 — not 天皇誕生日), a 生年月日 column in the same
+    document (a table), or a person's name beside it. Calendars, schedules and holiday lists
+    have dates and nobody's birth."""
 
     kind, label = "birth_date", "生年月日"
     priority = 80
@@ -222,6 +137,24 @@ class BirthDate(Detector):
         Pattern("西暦", r"(?<!\d)(?:19|20)\d{2}\s*[年/.\-]\s*\d{1,2}\s*[月/.\-]\s*\d{1,2}\s*日?(?!\d)", 0.15),
     )
     context = ("生年月日", "生まれ", "歳", "誕生日", "(生)", "生)")
+    COLUMN = ("生年月日", "生年")   # a table's column header: the only context that counts from afar
+    NOT_BIRTH = re.compile(r"天皇誕生日|誕生日会|お誕生会")
+
+    def detect(self, text: str, strict: bool = False) -> list[Detection]:
+        column = any(word in text for word in self.COLUMN)
+        found = []
+        for start, end, value, score in self.candidates(text):
+            if self.validate(value) is False:
+                continue
+            near = self.NOT_BIRTH.sub("", text[max(0, start - WINDOW): end + WINDOW])
+            if any(word in near for word in self.context):
+                score += NEAR_BOOST
+            elif column or _person_beside(text, start, end):
+                score += DOCUMENT_BOOST
+            if score >= THRESHOLD:
+                found.append(Detection(self.kind, self.label, self.sensitive, self.identifies,
+                                       round(min(score, 1.0), 2), self.mask(value), start, end))
+        return found
 
     def validate(self, value: str) -> bool | None:
         numbers = [int(n) for n in re.findall(r"\d+", value.replace("元", "1"))]
@@ -232,6 +165,12 @@ class BirthDate(Detector):
         if era and not 1 <= year <= self.ERAS[era]:
             return False
         return None
+
+
+def _person_beside(text: str, start: int, end: int) -> bool:
+    """A name within 20 characters of a date: 山田 太郎 様 (昭和8年11月20日) is someone's birth date."""
+    piece = text[max(0, start - 20): end + 20]
+    return any(True for _ in PersonName().candidates(piece))
 
 
 class CareLevel(Detector):
@@ -293,74 +232,11 @@ def load_words(name: str) -> tuple[str, ...]:
     return tuple(words)
 
 
-class PersonName(Detector):
-    """Names of people: SudachiPy (dictionary sudachidict_small) tags 名詞-固有名詞-人名.
-    A surname followed by a given name, or by 様/さん/氏/殿, counts; a lone word tagged
-    人名 (many place and shop names are) does not."""
-
-    kind, label = "person_name", "氏名"
-    priority = 140
-    context = ("利用者", "氏名", "本人", "入居者", "患者", "ご家族", "被保険者")
-    HONORIFICS = ("様", "さん", "氏", "殿", "くん", "ちゃん")
-    CHUNK = 4000   # characters per call: Sudachi refuses inputs over ~49 KB
-
-    def candidates(self, text: str):
-        tokenizer = _sudachi()
-        for chunk_start in range(0, len(text), self.CHUNK):
-            chunk = text[chunk_start: chunk_start + self.CHUNK]
-            morphemes = list(tokenizer.tokenize(chunk))
-            for i, m in enumerate(morphemes):
-                pos = m.part_of_speech()
-                if pos[2] != "人名" or pos[3] != "姓":
-                    continue
-                j = i + 1
-                while j < len(morphemes) and morphemes[j].part_of_speech()[0] == "空白":
-                    j += 1   # 山田 太郎: a space between surname and given name
-                nxt = morphemes[j] if j < len(morphemes) else None
-                if nxt is None:
-                    continue
-                npos = nxt.part_of_speech()
-                if npos[2] == "人名" and npos[3] == "名":
-                    yield chunk_start + m.begin(), chunk_start + nxt.end(), m.surface() + nxt.surface(), 0.5
-                elif nxt.surface() in self.HONORIFICS:
-                    yield chunk_start + m.begin(), chunk_start + nxt.end(), m.surface() + nxt.surface(), 0.5
-
-
-class RosterMatch(Detector):
-    """Residents from the roster (policies/roster.csv), matched exactly: the most precise
-    detector there is. Names match with or without spaces between their parts."""
-
-    kind, label = "roster", "利用者名簿の氏名・番号"
-    priority = 0
-
-    def __init__(self, names: tuple[str, ...], numbers: tuple[str, ...]):
-        parts = [r"\s*".join(map(re.escape, name)) for name in sorted(names, key=len, reverse=True)]
-        parts += [rf"(?<!\d){re.escape(n)}(?!\d)" for n in numbers]
-        self._regex = re.compile("|".join(parts)) if parts else None
-
-    def candidates(self, text: str):
-        if self._regex is not None:
-            for match in self._regex.finditer(text):
-                yield match.start(), match.end(), match.group(0), 1.0
-
-
-@functools.lru_cache(maxsize=1)
-def _sudachi():
-    from sudachipy import Dictionary, SplitMode
-
-    return Dictionary(dict="small").tokenizer(mode=SplitMode.C)
-
-
 DETECTORS: tuple[Detector, ...] = (
     MyNumber(), CareInsuredNumber(), HealthInsurance(), PensionNumber(), Phone(), Email(),
     PostalAddress(), BirthDate(), CareLevel(), Disease(), Disability(), Medication(), CareRecord(),
-    PersonName(),
+    PersonName(), TableName(),
 )
-
-
-def normalise(text: str) -> str:
-    """NFKC (full-width digits and letters become ASCII), so patterns see one form."""
-    return unicodedata.normalize("NFKC", text)
 
 
 @functools.lru_cache(maxsize=4)
@@ -370,16 +246,17 @@ def detectors_for(roster: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) ->
     return tuple(sorted(found, key=lambda d: d.priority))
 
 
-def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Detection]:
-    """Detections in ``text``. Where spans overlap, the detector of lower ``priority`` keeps
-    it (a 被保険者番号 is not also a telephone number), as Presidio resolves conflicts."""
+def detect(text: str, detectors: tuple[Detector, ...] = DETECTORS, strict: bool = False) -> list[Detection]:
+    """Detections in ``text``; ``strict`` for text read by OCR (``base``). Where spans overlap,
+    the detector of lower ``priority`` keeps it (a 被保険者番号 is not also a telephone number),
+    as Presidio resolves conflicts."""
     text = normalise(text)
     detectors = tuple(sorted(detectors, key=lambda d: d.priority))
     kept: list[Detection] = []
     starts: list[int] = []   # the kept spans, disjoint, sorted: an overlap is found by bisection
     ends: list[int] = []
     for detector in detectors:
-        for found in detector.detect(text):
+        for found in detector.detect(text, strict):
             at = bisect.bisect_left(starts, found.end)   # kept spans that start before this one ends
             if at and ends[at - 1] > found.start:
                 continue

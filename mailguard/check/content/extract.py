@@ -7,7 +7,8 @@ plausible, see ``charsets``), every part that could not be fully read
 path (``mime``). Walks the MIME tree with the stdlib ``email`` package and reads
 attachments with well-kept libraries (``formats``):
 
-    PDF   pypdfium2 (Japanese CID fonts), pdfminer.six as fallback
+    PDF   ``pdf``: pypdfium2 (text in reading order, form fields, notes), pdfminer.six as fallback
+    scans ``ocr``: image attachments, FAX TIFFs and PDF pages without text (the ``ocr`` extra)
     DOCX  python-docx        XLSX  openpyxl (read-only)    XLS  xlrd
     PPTX  python-pptx        CSV/TXT  ``charsets``          HTML  html.parser
     ZIP   ``zipsafe`` (recursing)   message/rfc822 (recursing)
@@ -15,9 +16,9 @@ attachments with well-kept libraries (``formats``):
 Never delivered unread: a zip member or an Office file's member is inflated by
 ``zipsafe`` under our own caps, never trusting its declared size or CRC; past a
 limit (``Limits``: text extracted, archive entries, compression ratio, nesting
-depth), for a password-protected archive, PDF or Office file, a PDF without a
-text layer (a scan), an image, a type we cannot read, or any error while
-reading, the part is ``Unscannable``. A ``MemoryError`` is not caught here: the
+depth), for a password-protected archive, PDF or Office file, a scan OCR could
+not read confidently or within its budget (MAILGUARD_OCR_MAX_PAGES, _OCR_TIMEOUT),
+a type we cannot read, or any error while reading, the part is ``Unscannable``. A ``MemoryError`` is not caught here: the
 worker ends and is replaced (``pool``). The time limit is the caller's (a
 killable worker process): this module is CPU-bound and must not run on the
 event loop. Settings: MAILGUARD_INSPECT_MAX_TEXT_BYTES, _MAX_ARCHIVE_ENTRIES,
@@ -33,7 +34,7 @@ from email.message import Message
 from email.policy import compat32
 
 from ...text import html_text
-from . import mime, zipsafe
+from . import mime, ocr, pdf, zipsafe
 from .charsets import readings
 from .formats import EXTRACTORS, Unreadable
 from .mime import attachment_name
@@ -51,12 +52,20 @@ class Limits:
     max_compression_ratio: float = 100.0
     max_depth: int = 5
     seconds: float = 30.0
+    ocr_pages: int = 20          # pages OCR reads in one message
+    ocr_seconds: float = 120.0   # seconds OCR may take in one message (on top of ``seconds``)
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
-        """The limits MAILGUARD_INSPECT_* set."""
+        """The limits MAILGUARD_INSPECT_* and MAILGUARD_OCR_* set."""
         return cls(settings.inspect_max_text_bytes, settings.inspect_max_archive_entries,
-                   settings.inspect_max_compression_ratio, settings.inspect_max_depth, settings.inspect_timeout)
+                   settings.inspect_max_compression_ratio, settings.inspect_max_depth, settings.inspect_timeout,
+                   settings.ocr_max_pages, settings.ocr_timeout)
+
+    @property
+    def hard_seconds(self) -> float:
+        """The time after which a scan's worker is killed: the scan's own and OCR's."""
+        return self.seconds + (self.ocr_seconds if ocr.available() else 0.0)
 
     def zip_caps(self) -> zipsafe.Caps:
         inflated = self.max_text_bytes * INFLATE_FACTOR
@@ -69,6 +78,7 @@ class TextPart:
     text: str
     attachment: str | None      # MIME part path of the top-level attachment (``mime``); None for the body
     alternatives: tuple[str, ...] = ()   # other plausible readings of the same bytes (``charsets``)
+    ocr: bool = False           # read from an image: numbers count only with a check digit or context
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class Extraction:
     unscannable: list[Unscannable] = field(default_factory=list)
     # top-level attachments in order: (MIME part path, display name)
     attachments: list[tuple[str, str]] = field(default_factory=list)
+    ocr_seconds: list[float] = field(default_factory=list)   # per page OCR read
+    sender_name: str = ""       # the display name of From: (the sender's own name is not a third party's)
 
 
 class LimitExceeded(Exception):
@@ -94,6 +106,8 @@ class _Budget:
     def __init__(self, limits: Limits):
         self.limits = limits
         self.text_bytes = 0
+        self.ocr = ocr.OcrBudget(limits.ocr_pages, limits.ocr_seconds)
+        self.ocr_seconds: list[float] = []   # per page read, for the detection benchmark
 
     def room(self, size: int) -> None:
         """Refuse before decoding what could not fit anyway."""
@@ -118,6 +132,7 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
     budget = _Budget(limits)
     try:
         msg = message_from_bytes(raw, policy=compat32)
+        out.sender_name = _display_name(msg.get("From"))
         if msg.get("Subject") is not None:
             out.parts.append(TextPart("件名", budget.take(header_text(msg["Subject"])), SUBJECT))
         for path, part in mime.leaves(msg):
@@ -134,7 +149,16 @@ def extract_message(raw: bytes, limits: Limits = Limits()) -> Extraction:
                     f"パート {path}", f"メールのこの部分を読み取れません ({type(exc).__name__})", path))
     except LimitExceeded as exc:
         out.unscannable.append(Unscannable("メール全体", str(exc), None))
+    out.ocr_seconds = budget.ocr_seconds
     return out
+
+
+def _display_name(value) -> str:
+    from email.utils import parseaddr
+
+    if value is None:
+        return ""
+    return parseaddr(header_text(value))[0][:200]
 
 
 def header_text(value) -> str:
@@ -214,13 +238,20 @@ def extract_file(name: str, data: bytes, ctype: str, where: str, attachment: str
             if kind == "html":
                 texts = tuple(html_text(t) for t in texts)
             out.parts.append(budget.part(where, texts, attachment))
+        elif kind == "pdf":
+            for sub_where, text in pdf.pages(data):
+                if isinstance(text, pdf.Scan):
+                    _ocr(lambda scan=text: ocr.render(scan.source, scan.index), f"{where}{sub_where}", attachment,
+                         budget, out)
+                else:
+                    out.parts.append(TextPart(f"{where}{sub_where}", budget.take(text), attachment))
         elif kind in EXTRACTORS:
             for sub_where, text in EXTRACTORS[kind](data, budget.limits.zip_caps()):
                 out.parts.append(TextPart(f"{where}{sub_where}", budget.take(text), attachment))
             if kind in OFFICE_ZIPS:
                 _embedded(data, where, attachment, depth, budget, out)
         elif kind == "image":
-            out.unscannable.append(Unscannable(where, "画像のため文字を読み取れません (スキャンした書類の可能性)", attachment))
+            _image(data, where, attachment, budget, out)
         else:
             out.unscannable.append(Unscannable(where, f"内容を検査できない種類のファイルです ({ctype})", attachment))
     except (LimitExceeded, MemoryError):
@@ -229,6 +260,47 @@ def extract_file(name: str, data: bytes, ctype: str, where: str, attachment: str
         out.unscannable.append(Unscannable(where, str(exc), attachment))
     except Exception as exc:   # a broken file is reported, never fatal
         out.unscannable.append(Unscannable(where, f"ファイルが壊れているか読めません ({type(exc).__name__})", attachment))
+
+
+def _image(data: bytes, where: str, attachment: str, budget: _Budget, out: Extraction) -> None:
+    """Every frame of an image file (a FAX TIFF has one per page), read by OCR."""
+    if not ocr.available():
+        out.unscannable.append(Unscannable(where, "画像のため文字を読み取れません (文字読み取り (OCR) が"
+                                                  "入っていません)", attachment))
+        return
+    try:
+        for number, frame in enumerate(ocr.frames(data), 1):
+            if not _ocr(lambda frame=frame: frame, f"{where} {number}ページ", attachment, budget, out):
+                return
+    except (OSError, ValueError, SyntaxError) as exc:   # Pillow: unidentified, truncated or oversized image
+        out.unscannable.append(Unscannable(where, f"画像を開けません (壊れているか、大きすぎるか、対応していない"
+                                                  f"形式です: {type(exc).__name__})", attachment))
+
+
+def _ocr(image, where: str, attachment: str, budget: _Budget, out: Extraction) -> bool:
+    """OCR one page (``image()`` makes it); False once the budget is spent (the rest is not read)."""
+    if not ocr.available():
+        out.unscannable.append(Unscannable(where, "文字情報のないページです (スキャン画像の可能性)。文字読み取り"
+                                                  " (OCR) が入っていないため内容を確認できません", attachment))
+        return True
+    refused = budget.ocr.take()
+    if refused:
+        out.unscannable.append(Unscannable(where, refused, attachment))
+        return False
+    try:
+        page = ocr.read(image())
+    except MemoryError:
+        raise
+    except Exception as exc:   # the engine failed on this page: said, never passed unread
+        out.unscannable.append(Unscannable(where, f"画像の文字読み取り (OCR) に失敗しました ({type(exc).__name__})",
+                                           attachment))
+        return True
+    budget.ocr_seconds.append(page.seconds)
+    if page.text.strip():
+        out.parts.append(TextPart(f"{where} (OCR)", budget.take(page.text), attachment, ocr=True))
+    if not page.confident:
+        out.unscannable.append(Unscannable(where, "画像の文字を確実には読み取れませんでした (OCR)", attachment))
+    return True
 
 
 OFFICE_ZIPS = ("docx", "xlsx", "pptx")
@@ -249,7 +321,8 @@ def _embedded(data: bytes, where: str, attachment: str, depth: int, budget: _Bud
 
 def _kind(name: str, ctype: str, data: bytes) -> str:
     lower = name.lower()
-    for suffix, kind in ((".pdf", "pdf"), (".docx", "docx"), (".docm", "docx"), (".xlsx", "xlsx"),
+    for suffix, kind in ((".pdf", "pdf"), (".tif", "image"), (".tiff", "image"), (".png", "image"),
+                         (".jpg", "image"), (".jpeg", "image"), (".docx", "docx"), (".docm", "docx"), (".xlsx", "xlsx"),
                          (".xlsm", "xlsx"), (".xls", "xls"), (".pptx", "pptx"), (".csv", "text"),
                          (".txt", "text"), (".tsv", "text"), (".zip", "zip"), (".eml", "eml"),
                          (".htm", "html"), (".html", "html")):

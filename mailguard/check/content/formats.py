@@ -1,9 +1,9 @@
 """formats: the text of PDF and Office files, read with well-kept libraries.
 
 Receives one file's bytes and the ``zipsafe.Caps`` in force; yields
-``(where inside it, text)``: " 2ページ", " シート 計画", " ヘッダー", " スライド3".
+``(where inside it, text)``: " シート 計画", " ヘッダー", " スライド3". PDF has a module of
+its own (``pdf``).
 
-    PDF   pypdfium2 (Japanese CID fonts), pdfminer.six when pdfium refuses the file
     DOCX  python-docx: body, headers, footers, notes, comments, text boxes, tracked deletions
     XLSX  openpyxl (read-only, cell values)       XLS  xlrd
     PPTX  python-pptx: every shape, group and table on a slide, and the speaker notes
@@ -12,12 +12,11 @@ An Office Open XML file (docx / xlsx / pptx, ECMA-376) is a zip: before its
 library opens it, ``zipsafe.verify`` inflates every member under our own caps
 and checks its real size and CRC, so a document.xml that inflates to hundreds of
 megabytes is refused, not parsed. Raises ``Unreadable`` (a Japanese reason) for
-a password-protected file or a PDF without text (a scan), ``zipsafe.Refused``
+a password-protected file, ``zipsafe.Refused``
 for a member past the caps, and the library's exception for a broken file: the
 caller (``extract``) makes each of them ``unscannable``. Files embedded in an Office
 document (``*/embeddings/``: a workbook in a letter, an OLE object) are read by
-``extract`` like attachments of their own; pictures are not read (scans are a
-later step). CPU-bound: run in a worker.
+``extract`` like attachments of their own; pictures in them are not read. CPU-bound: run in a worker.
 """
 
 from __future__ import annotations
@@ -41,38 +40,6 @@ WORD_PARTS = {"main+xml": "", "header+xml": "ヘッダー", "footer+xml": "フ�
 
 class Unreadable(Exception):
     """The file cannot be inspected, for a reason known to us; ``str()`` is the Japanese reason."""
-
-
-def _pdf(data: bytes, caps: zipsafe.Caps):
-    import pypdfium2 as pdfium
-
-    try:
-        document = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        if "password" in str(exc).lower():
-            raise Unreadable("パスワード付き PDF のため検査できません") from None
-        return _pdf_fallback(data)
-    pages = []
-    try:
-        for index in range(len(document)):
-            page = document[index]
-            text = page.get_textpage().get_text_range()
-            pages.append((f" {index + 1}ページ", text))
-    finally:
-        document.close()
-    if pages and not any(text.strip() for _, text in pages):
-        raise Unreadable("文字情報のない PDF です (スキャン画像の可能性)。内容を確認できません")
-    return pages
-
-
-def _pdf_fallback(data: bytes):
-    """pdfminer.six reads some PDFs that pdfium refuses; a truly broken file raises."""
-    from pdfminer.high_level import extract_text
-
-    text = extract_text(io.BytesIO(data))
-    if not text.strip():
-        raise ValueError("no text")
-    return [("", text)]
 
 
 def _office_zip(data: bytes, caps: zipsafe.Caps) -> None:
@@ -107,10 +74,10 @@ def _xlsx(data: bytes, caps: zipsafe.Caps):
     try:
         for sheet in workbook.worksheets:
             lines = []
-            for row in sheet.iter_rows():
-                cells = [str(c.value) for c in row if c.value is not None]
-                if cells:
-                    lines.append("\t".join(cells))
+            for row in sheet.iter_rows():   # empty cells kept, so a column header stands over its cells
+                cells = ["" if c.value is None else str(c.value) for c in row]
+                if any(cells):
+                    lines.append("\t".join(cells).rstrip("\t"))
             yield f" シート {sheet.title}", "\n".join(lines)
     finally:
         workbook.close()
@@ -126,7 +93,8 @@ def _xls(data: bytes, caps: zipsafe.Caps):
             raise Unreadable("パスワード付き Excel ファイルのため検査できません") from None
         raise
     for sheet in book.sheets():
-        lines = ["\t".join(str(v) for v in sheet.row_values(r) if v not in ("", None)) for r in range(sheet.nrows)]
+        lines = ["\t".join("" if v is None else str(v) for v in sheet.row_values(r)).rstrip("\t")
+                 for r in range(sheet.nrows)]
         yield f" シート {sheet.name}", "\n".join(lines)
 
 
@@ -163,4 +131,4 @@ def _text_of(element, paragraph: str, texts: tuple[str, ...]) -> str:
     return "".join(out)
 
 
-EXTRACTORS = {"pdf": _pdf, "docx": _docx, "xlsx": _xlsx, "xls": _xls, "pptx": _pptx}
+EXTRACTORS = {"docx": _docx, "xlsx": _xlsx, "xls": _xls, "pptx": _pptx}

@@ -5,9 +5,11 @@ Receives the raw message, its queue id and the roster; hands on the
 never forked: the parent runs threads), so CPU-bound extraction and detection
 never run on the event loop. Bounds:
 
-- time: MAILGUARD_INSPECT_TIMEOUT seconds per scan; past it the worker is killed and replaced;
+- time: MAILGUARD_INSPECT_TIMEOUT seconds per scan, plus MAILGUARD_OCR_TIMEOUT when OCR is
+  installed (``Limits.hard_seconds``); past it the worker is killed and replaced, also when it
+  is stuck inside the OCR engine;
 - memory: MAILGUARD_INSPECT_MAX_MEMORY bytes of address space per worker
-  (``resource.setrlimit(RLIMIT_AS)``, default 1 GiB; 0: none). A warmed worker
+  (``resource.setrlimit(RLIMIT_AS)``, default 2 GiB, for the OCR engine; 0: none). A warmed worker
   (Sudachi's dictionary loaded) takes about 150 MB of it and 80 MB resident.
   A ``MemoryError`` ends the worker (exit 70) and the pool starts a fresh one;
   so does a scan after which the worker's peak address space came within
@@ -113,7 +115,7 @@ class ContentInspector:
         for attempt in (1, 2):
             pool = self._pool
             try:
-                future = pool.schedule(_scan_in_worker, args=args, timeout=self.limits.seconds)
+                future = pool.schedule(_scan_in_worker, args=args, timeout=self.limits.hard_seconds)
             except RuntimeError:   # pebble refuses work once its pool broke
                 if attempt == 2:
                     raise
@@ -133,8 +135,8 @@ class ContentInspector:
         try:
             return await self._run(raw, self.limits, roster, self.max_memory)
         except concurrent.futures.TimeoutError:
-            log.warning("%s: content scan exceeded %gs; worker killed", queue_id, self.limits.seconds)
-            reason = f"検査が制限時間 ({self.limits.seconds:g} 秒) 内に終わりませんでした"
+            log.warning("%s: content scan exceeded %gs; worker killed", queue_id, self.limits.hard_seconds)
+            reason = f"検査が制限時間 ({self.limits.hard_seconds:g} 秒) 内に終わりませんでした"
         except ProcessExpired as exc:
             if exc.exitcode == OUT_OF_MEMORY:
                 log.warning("%s: content scan ran out of memory; worker replaced", queue_id)

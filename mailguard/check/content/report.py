@@ -31,7 +31,8 @@ from functools import cached_property
 
 from ... import findings as F
 from ...model import Finding, Provision
-from .detect import Detection, detect, detectors_for
+from .detect import Detection, detect, detectors_for, normalise
+from .signature import own_data
 from .extract import SUBJECT, Extraction, Limits, Unscannable, extract_message
 
 LEVELS = ("none", "personal", "sensitive")
@@ -165,7 +166,8 @@ def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> Con
     places: dict[str | None, dict[str, None]] = {}
     for part in extraction.parts:
         key = part.attachment
-        found = _worst(detect(text, detectors) for text in (part.text, *part.alternatives))
+        found = _worst(_own(detect(text, detectors, part.ocr), normalise(text), key is None, extraction.sender_name)
+                       for text in (part.text, *part.alternatives))
         groups.setdefault(key, []).extend(found)
         place = _place(part.where, names.get(key, "")) if key else ""
         if found and place:
@@ -176,6 +178,11 @@ def scan(raw: bytes, limits: Limits = Limits(), roster: tuple = ((), ())) -> Con
                   for key, found in groups.items())
     everything = [d for found in groups.values() for d in found]
     return ContentReport(classify(everything), parts, tuple(extraction.unscannable), tuple(extraction.attachments))
+
+
+def _own(found: list[Detection], text: str, body: bool, sender: str) -> list[Detection]:
+    """Without the sender's own name and, in a body, the office signature (``signature``)."""
+    return own_data(found, text if body else "", sender)
 
 
 def _worst(readings) -> list[Detection]:
