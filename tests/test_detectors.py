@@ -50,6 +50,11 @@ CASES = {
         ("生年月日 1941/05/06", True),
         ("大正15年13月1日", False),                       # no 13th month
         ("次回 2026年12月1日 14時", False),               # a recent date without context
+        ("高橋 次郎 様 (昭和8年11月20日)", True),          # beside a person
+        ("生年月日\t氏名\n昭和8年11月20日\t山田太郎", True),   # a 生年月日 column
+        ("令和8年2月23日(月) 天皇誕生日", False),            # a public holiday, not anyone's birthday
+        ("12月の行事\n令和8年12月20日 誕生日会", False),
+        ("昭和8年11月20日 に開所しました", False),          # an old date of a building
     ],
     "care_level": [
         ("要介護3", True), ("要支援2", True), ("要介護認定の研修", False),
@@ -60,6 +65,17 @@ CASES = {
         ("山田 太郎 様", True),
         ("山田さんの畑", True),
         ("東京駅", False),
+        ("佐々木 ハル", True),                             # a katakana given name after a known surname
+        ("利用者\t佐々木 ハル\t要介護2", True),             # in a table cell
+        ("山本 きよ 様", True),                            # hiragana
+        ("ジョンソン様", True),                            # a name the dictionary does not know + 様
+        ("鈴木は来ます", False),                            # a particle is not a given name
+        ("コスモス様", False),                             # a facility named after a flower
+        ("ご担当者様", False),
+        ("皆様", False),
+        ("氏名\t要介護度\n大河原 ミツ\t要介護2\n", True),   # a name column
+        ("No,フリガナ,性別\n1,サトウ ハナコ,女\n", True),     # a reading column
+        ("氏名\t課題\n生活全般の解決すべき課題\t入浴\n", False),   # a heading in the name column
     ],
 }
 
@@ -104,3 +120,46 @@ def test_the_roster_wins_an_overlapping_span_by_its_declared_priority():
 ])
 def test_classification(texts, level):
     assert classify([d for t in texts for d in detect(t)]) == level
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("被保険者番号 1400012345", {"care_insured_number"}),        # context near: trusted from OCR too
+    ("1400012345", set()),                                       # a bare number read by OCR: a misread is likely
+    (f"{VALID_MY_NUMBER} 個人番号", {"my_number"}),
+    ("被保険者番号は別紙\n" + "あ" * 60 + "\n1400012345", set()),   # context only far away
+])
+def test_numbers_read_by_ocr_need_a_check_digit_or_context_near(text, kinds):
+    numeric = {"care_insured_number", "my_number", "phone", "pension_number", "health_insurance_number"}
+    assert {d.kind for d in detect(text, strict=True)} & numeric == kinds
+
+
+@pytest.mark.parametrize("text, folded", [
+    ("被保険者番号 14OOO12345", "被保険者番号 1400012345"),        # O for 0 in a run of digits
+    ("電話 O3-l234-5678", "電話 03-1234-5678"),
+    ("TOKYO 2026", "TOKYO 2026"),                                   # a word stays a word
+    ("佐々木 ハ一ル", "佐々木 ハール"),                              # 一 between katakana is the long mark
+    ("佐々木 八ル", "佐々木 ハル"),                                  # 八 before katakana is ハ
+    ("八月一日", "八月一日"),                                        # kanji among kanji stay
+])
+def test_ocr_look_alikes_are_folded(text, folded):
+    from mailguard.check.content.ocr import fold
+
+    assert fold(text) == folded
+
+
+@pytest.mark.parametrize("body, sender, kinds", [
+    ("会議は15時からです。\n--\nさくら介護ステーション\nケアマネジャー 山田 太郎\nTEL 03-1234-5678 FAX 03-1234-5679\n",
+     "山田 太郎", set()),                                           # an office signature
+    ("会議は15時からです。\n━━━━━━\nさくら介護 鈴木 一郎\nTEL 03-1234-5678\n━━━━━━\n", "", set()),
+    ("さくら介護の山田太郎です。明日伺います。", "山田 太郎", set()),   # the sender's own name
+    ("利用者 佐藤 花子様の件です。\n--\nさくら介護 山田 太郎\nTEL 03-1234-5678\n", "山田 太郎",
+     {"person_name"}),                                              # a resident above the signature
+    ("ご報告です。\n--\n利用者 佐藤 花子 様 糖尿病\nTEL 03-1234-5678\n", "",
+     {"person_name", "disease", "phone"}),                          # nothing sensitive is a signature
+])
+def test_the_senders_own_details_are_not_a_third_partys(body, sender, kinds):
+    from mailguard.check.content.detect import normalise
+    from mailguard.check.content.signature import own_data
+
+    text = normalise(body)
+    assert {d.kind for d in own_data(detect(text), text, sender)} == kinds

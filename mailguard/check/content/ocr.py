@@ -64,13 +64,12 @@ class PageText:
     seconds: float
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether the OCR extra is installed."""
-    try:
-        import rapidocr  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the OCR extra is installed (looked up, not imported: the relay's own process never loads it)."""
+    from importlib.util import find_spec
+
+    return find_spec("rapidocr") is not None and find_spec("onnxruntime") is not None
 
 
 @functools.lru_cache(maxsize=1)
