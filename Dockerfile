@@ -5,7 +5,7 @@ RUN useradd --system --home-dir /var/lib/mailguard --create-home mailguard
 WORKDIR /opt/mailguard
 COPY pyproject.toml README.md ./
 COPY mailguard ./mailguard
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+RUN pip install --no-cache-dir '.[ocr]' && rm -rf /root/.cache
 COPY policies /etc/mailguard/policies
 
 ENV MAILGUARD_SMTP_LISTEN=0.0.0.0:2525 \
