@@ -79,11 +79,11 @@ def test_manager_must_give_a_reason_to_reject(console, upstream, page):
 
 def test_staff_cancels_their_own_message_and_cannot_touch_anothers(console, upstream, page):
     mine = send(console, [REGISTERED], subject="自分のメール")
-    theirs = send(console, [REGISTERED], sender=OTHER_STAFF, subject="花子さんのメール")
+    theirs = send(console, [REGISTERED], sender=OTHER_STAFF, subject="同僚のメール")
     console.wait_decided(mine), console.wait_decided(theirs)
     login(page, console, "taro")
     listing = page.inner_text("ul.messages")
-    assert "自分のメール" in listing and "花子さんのメール" not in listing
+    assert "自分のメール" in listing and "同僚のメール" not in listing
     assert "あと約" in listing                                   # remaining delay shown
     page.click("text=自分のメール")
     page.click("button.cancel")
