@@ -30,8 +30,9 @@ def test_an_image_only_care_plan_pdf_is_read_and_found_sensitive():
     assert "1ページ (OCR)" in finding.text                     # says where, and that OCR read it
 
 
-def test_a_multi_page_fax_tiff_names_the_page_the_data_is_on():
-    fax = fax_tiff([["FAX送信票", "さくら介護 御中", "送信枚数 2枚"], CARE_PLAN_LINES])
+@pytest.mark.parametrize("fine", [True, False], ids=["fine 204x196", "standard 204x98"])
+def test_a_multi_page_fax_tiff_names_the_page_the_data_is_on(fine):
+    fax = fax_tiff([["FAX送信票", "さくら介護 御中", "送信枚数 2枚"], CARE_PLAN_LINES], fine=fine)
     report = scan(message(attachments=[("FAX.tif", fax, TIFF)]))
     assert report.level == "sensitive" and not report.unscannable
     assert _attachment(report).places == ("2ページ (OCR)",)
@@ -45,6 +46,20 @@ def test_a_multi_page_fax_tiff_names_the_page_the_data_is_on():
 def test_a_blank_scan_and_a_flyer_are_not_personal(name, data):
     report = scan(message(attachments=[(name, data, PDF if name.endswith(".pdf") else "image/png")]))
     assert report.level == "none" and not report.unscannable
+
+
+def test_a_scan_too_blurred_to_read_confidently_stays_unscannable():
+    import io
+
+    from PIL import ImageFilter
+
+    from documents import paper
+
+    out = io.BytesIO()
+    paper(CARE_PLAN_LINES).filter(ImageFilter.GaussianBlur(5)).save(out, "PNG")
+    report = scan(message(attachments=[("写真.png", out.getvalue(), "image/png")]))
+    assert [u.reason for u in report.unscannable] == ["画像の文字を確実には読み取れませんでした (OCR)"]
+    assert any(f.code == "unscannable_content" and "1ページ" in f.text for f in report.findings())
 
 
 def test_ocr_reads_at_most_the_page_cap_and_says_so():
