@@ -144,11 +144,13 @@ async def serve(settings: Settings) -> None:
     qmgr = QueueManager(settings, db, policies)
     qmgr.content.warm()   # load the detectors' dictionaries before the first message needs them
     handler = RelayHandler(settings, db, qmgr.wake)
-    server = await start_server(settings, handler)
-    host, port = server.sockets[0].getsockname()[:2]   # the real port when MAILGUARD_SMTP_LISTEN asks for :0
-    log.info("mailguard listening on %s (STARTTLS %s); delivering to %s; data in %s",
-             HostPort(host, port), "on" if settings.tls_cert else "off",
-             settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
+    servers = await start_server(settings, handler)
+    for server, listener in zip(servers, settings.smtp_listen):
+        host, port = server.sockets[0].getsockname()[:2]   # the real port when MAILGUARD_SMTP_LISTEN asks for :0
+        tls = {"smtp": "STARTTLS " + ("on" if settings.tls_cert else "off"), "submission": "STARTTLS required, AUTH "
+               "required", "smtps": "implicit TLS, AUTH required"}[listener.mode]
+        log.info("mailguard listening on %s (%s: %s); delivering to %s; data in %s", HostPort(host, port),
+                 listener.mode, tls, settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
 
     console = await _start_console(settings, store, db, policies)
 
@@ -162,7 +164,8 @@ async def serve(settings: Settings) -> None:
         await stop.wait()
     finally:
         log.info("stopping")
-        server.close()
+        for server in servers:
+            server.close()
         for web in (console, download):
             if web is not None:
                 web.should_exit = True

@@ -48,6 +48,42 @@ class HostPort:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+LISTENER_MODES = ("smtp", "submission", "smtps")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One SMTP listener, from ``host:port[/mode]``:
+
+    - ``smtp`` (port 25, printers and trusted networks): STARTTLS offered when there is a
+      certificate; AUTH only after it; trusted networks relay without AUTH;
+    - ``submission`` (587, RFC 6409 with RFC 3207): STARTTLS before any other command, then AUTH
+      is required for every message, whatever network the client is on;
+    - ``smtps`` (465, RFC 8314 §3.3): TLS from the first byte, AUTH required.
+
+    Without ``/mode``, port 587 is submission, 465 smtps, any other smtp.
+    """
+
+    address: HostPort
+    mode: str = "smtp"
+
+    @classmethod
+    def parse(cls, text: str) -> "Listener":
+        where, _, mode = text.strip().partition("/")
+        address = HostPort.parse(where)
+        mode = mode.strip().lower() or {587: "submission", 465: "smtps"}.get(address.port, "smtp")
+        if mode not in LISTENER_MODES:
+            raise ValueError(f"unknown listener mode {mode!r} in {text.strip()!r}: use /smtp, /submission or /smtps")
+        return cls(address, mode)
+
+    @property
+    def auth_required(self) -> bool:
+        return self.mode != "smtp"
+
+    def __str__(self) -> str:
+        return f"{self.address}/{self.mode}"
+
+
 def _dns_server(text: str) -> HostPort:
     """``192.0.2.53``, ``192.0.2.53:5353``, ``[2001:db8::53]:53``; port 53 when none is given."""
     if text.count(":") > 1 and not text.startswith("["):
@@ -78,8 +114,9 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    # Listener for staff clients, multifunction printers and FAX gateways (port 0: any free port, logged).
-    smtp_listen: Annotated[HostPort, NoDecode] = HostPort("127.0.0.1", 2525)
+    # SMTP listeners, comma-separated host:port[/smtp|submission|smtps] (``Listener``), e.g.
+    # 0.0.0.0:25,0.0.0.0:587,0.0.0.0:465 for printers, submission and implicit TLS (port 0: any free port, logged).
+    smtp_listen: Annotated[list[Listener], NoDecode] = [Listener(HostPort("127.0.0.1", 2525))]
     # Review console (web). Empty: no console. HTTPS with MAILGUARD_TLS_CERT when set.
     web_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8025)
     # The console's address as staff reach it, for links in notices (e.g. https://mailguard.example.jp:8025).
@@ -203,7 +240,12 @@ class Settings(BaseSettings):
     @field_validator("smtp_listen", mode="before")
     @classmethod
     def _parse_listen(cls, value: object) -> object:
-        return _host_port(value)
+        if isinstance(value, str):
+            listeners = [Listener.parse(part) for part in value.split(",") if part.strip()]
+            if not listeners:
+                raise ValueError("expected one or more host:port[/smtp|submission|smtps], comma-separated")
+            return listeners
+        return value
 
     @field_validator("upstream", "web_listen", "download_listen", mode="before")
     @classmethod
@@ -288,6 +330,8 @@ class Settings(BaseSettings):
             raise ValueError("retry_max_backoff: must be >= retry_min_backoff")
         if self.content_retention < self.link_lifetime:
             raise ValueError("content_retention: must be at least MAILGUARD_LINK_LIFETIME (links would die early)")
+        if any(listener.mode != "smtp" for listener in self.smtp_listen) and self.tls_cert is None:
+            raise ValueError("smtp_listen: submission and smtps listeners need MAILGUARD_TLS_CERT and _TLS_KEY")
         if self.upstream_password is not None and not self.upstream_username:
             raise ValueError("upstream_username: required when upstream_password is set")
         return self

@@ -109,6 +109,10 @@ class RelayHandler:
         return "250 2.1.0 Ok"
 
     async def handle_RCPT(self, server, session: Session, envelope: SMTPEnvelope, address: str, rcpt_options):
+        listener = getattr(server, "listener", None)
+        if _user(session) is None and listener is not None and listener.auth_required:
+            log.warning("RCPT without AUTH refused on the %s listener from %s", listener.mode, _peer_ip(session))
+            return "530 5.7.0 Authentication required"   # RFC 4954 §6; submission needs AUTH (RFC 6409 §4.3)
         if _user(session) is None and not self._trusted(session):
             log.warning("relay denied: %s -> %s", _peer_ip(session), address)
             return f"554 5.7.1 <{address}>: Relay access denied"

@@ -19,6 +19,10 @@
 - At most MAILGUARD_SMTP_MAX_CONNECTIONS_PER_CLIENT connections at once per
   client address (``limits.ConnectionLimiter``); one more is answered
   ``421 4.7.0`` after ERROR_DELAY, instead of the greeting, and closed.
+- One server per listener of MAILGUARD_SMTP_LISTEN (``settings.Listener``): ``smtp`` offers
+  STARTTLS; ``submission`` requires it before any other command (aiosmtpd ``require_starttls``,
+  RFC 3207 §4: 530 5.7.0); ``smtps`` is TLS from the first byte (RFC 8314 §3.3). On both of
+  the latter a message needs AUTH (the handler reads ``GuardSMTP.listener``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import ssl
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from ..settings import Settings
+from ..settings import Listener, Settings
 from .handler import RelayHandler, _peer_ip
 from .limits import AuthThrottle, CheckQueue, ConnectionLimiter
 
@@ -54,8 +58,10 @@ class GuardSMTP(SMTP):
     event_handler: RelayHandler
 
     def __init__(self, handler: RelayHandler, *, connections: ConnectionLimiter,
-                 throttle: AuthThrottle, checks: CheckQueue, **kwargs):
+                 throttle: AuthThrottle, checks: CheckQueue, listener: Listener = Listener.parse("127.0.0.1:0"),
+                 **kwargs):
         super().__init__(handler, **kwargs)
+        self.listener = listener
         self.connections = connections
         self.throttle = throttle
         self.checks = checks
@@ -154,30 +160,44 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def start_server(settings: Settings, handler: RelayHandler) -> asyncio.AbstractServer:
-    """Listen on MAILGUARD_SMTP_LISTEN on the running loop (no Controller thread)."""
+async def start_server(settings: Settings, handler: RelayHandler) -> list[asyncio.AbstractServer]:
+    """One server per listener of MAILGUARD_SMTP_LISTEN, on the running loop (no Controller thread).
+    The connection cap and the AUTH throttle are shared: a client gets no more tries by changing port."""
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
     connections = ConnectionLimiter(settings.smtp_max_connections_per_client)
     throttle = AuthThrottle.from_settings(settings)
     checks = CheckQueue(handler.verifier.threads)
 
-    def factory() -> GuardSMTP:
+    def factory(listener: Listener) -> GuardSMTP:
+        implicit = listener.mode == "smtps"
         return GuardSMTP(
             handler,
             connections=connections,
             throttle=throttle,
             checks=checks,
+            listener=listener,
             data_size_limit=settings.message_size_limit,
             enable_SMTPUTF8=True,
             hostname=settings.hostname,
             ident="mailguard ESMTP",
-            tls_context=context,
+            tls_context=None if implicit else context,   # no STARTTLS inside TLS
+            require_starttls=listener.mode == "submission",
             timeout=settings.smtp_timeout,
-            auth_require_tls=True,
+            auth_require_tls=not implicit,               # an smtps connection is TLS from its first byte
             authenticator=_capture_credentials,
             loop=loop,
         )
 
-    listen = settings.smtp_listen
-    return await loop.create_server(factory, host=listen.host, port=listen.port, reuse_address=True)
+    servers = []
+    try:
+        for listener in settings.smtp_listen:
+            servers.append(await loop.create_server(
+                lambda listener=listener: factory(listener), host=listener.address.host,
+                port=listener.address.port, reuse_address=True,
+                ssl=context if listener.mode == "smtps" else None))
+    except OSError:
+        for server in servers:
+            server.close()
+        raise
+    return servers
