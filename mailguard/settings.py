@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     smtp_listen: Annotated[list[Listener], NoDecode] = [Listener(HostPort("127.0.0.1", 2525))]
     # Review console (web). Empty: no console. HTTPS with MAILGUARD_TLS_CERT when set.
     web_listen: Annotated[HostPort | None, NoDecode] = HostPort("127.0.0.1", 8025)
+    # Clients that may read GET /metrics on the console listener (comma-separated networks).
+    metrics_networks: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = [
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
     # The console's address as staff reach it, for links in notices (e.g. https://mailguard.example.jp:8025).
     # Empty: derived from MAILGUARD_WEB_LISTEN.
     web_url: str = ""
@@ -288,7 +291,7 @@ class Settings(BaseSettings):
             return [_dns_server(p.strip()) for p in value.split(",") if p.strip()]
         return value
 
-    @field_validator("trusted_networks", mode="before")
+    @field_validator("trusted_networks", "metrics_networks", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):

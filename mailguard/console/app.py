@@ -50,6 +50,7 @@ from ..users import User, Verifier
 from .admin import add_admin_routes
 from .api import add_api_routes
 from .confirm import add_confirm_routes, add_incident_route
+from .ops import add_ops_routes
 from .links import add_link_routes
 from .security import SESSION_SECONDS, LoginThrottle, SecurityHeaders, csrf_ok, csrf_token, session_key
 
@@ -69,9 +70,11 @@ ACTION_LABELS = {"cancel": "送信を取り消しました", "release": "今す�
                  "revoke-links": "ダウンロードリンクを無効にしました。相手はもうダウンロードできません。"}
 
 
-def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: AsyncStore | None = None) -> FastAPI:
+def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: AsyncStore | None = None,
+               listeners=lambda: []) -> FastAPI:
     """The console on ``store``; ``db`` is the relay's AsyncStore (its one store thread, group
-    commit), made here when the console runs alone. Composite actions (``act``) use ``store``."""
+    commit), made here when the console runs alone. Composite actions (``act``) use ``store``.
+    ``listeners``: () -> [(name, serving)] of the SMTP listeners, for ``/healthz``."""
     db = db if db is not None else AsyncStore(store)
     verifier = Verifier(threads=2, name="console-login")   # Argon2 never takes the default pool's threads
     app = FastAPI(title="mailguard", version="1", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
@@ -288,6 +291,7 @@ def create_app(settings: Settings, store: Store, policies: PolicyWatcher, db: As
                         error=f"取り消せませんでした (状態: {STATE_LABELS[message.state]})。")
         return page(request, "link.html", None, m=message, done="送信を取り消しました。このメールは送信されません。")
 
+    add_ops_routes(app, settings, store, listeners)
     add_admin_routes(app, store, db, policies, page, current_user, csrf_ok, settings.zone)
     add_link_routes(app, settings, store, db, page, acting, token_message, csrf_ok, may_see)
     add_confirm_routes(app, settings, store, db, page, token_message, csrf_ok)

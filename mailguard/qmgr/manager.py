@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Awaitable, Callable
 
+from .. import metrics
 from ..check import route as routing
 from ..check.content.extract import Limits
 from ..check.content.report import ContentReport
@@ -224,7 +225,10 @@ class QueueManager:
         if message.origin is not Origin.SMTP or not routing.leaves(routes):
             return None
         roster = (policy.roster.names, policy.roster.insured_numbers)
-        return await self.content.scan(message.content or b"", message.queue_id, roster)
+        started = time.monotonic()
+        report = await self.content.scan(message.content or b"", message.queue_id, roster)
+        metrics.scanned(time.monotonic() - started)
+        return report
 
     async def _store(self, message: QueuedMessage, a: Assessment) -> bool:
         try:
@@ -305,7 +309,9 @@ class QueueManager:
             if message is None:
                 return
             try:
+                started = time.monotonic()
                 attempt = await self.deliverer(message)
+                metrics.delivered(time.monotonic() - started)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -343,6 +349,8 @@ class QueueManager:
         record fail is in them), but still with the organisations and a DSN for bounces."""
         now = time.time()
         outcome = settle(message, attempt, now, self.settings)
+        if not plain:   # counted once: a plain record only follows a full one that failed
+            metrics.recipient_results(outcome.results)
         if plain:
             outcome = replace(outcome, results={r: (s, "") for r, (s, _) in outcome.results.items()},
                               bounced={r: (code, f"{code}") for r, (code, _) in outcome.bounced.items()})

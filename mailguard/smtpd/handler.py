@@ -41,6 +41,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from ..address import address_key
 from ..model import Envelope, Submission, new_queue_id
+from .. import metrics
 from ..settings import Settings
 from ..store import AsyncStore
 from ..text import decode_words, one_line, subject_of
@@ -190,6 +191,7 @@ class RelayHandler:
                  queue_id, sub.envelope.mail_from, len(sub.envelope.rcpt_tos), len(sub.content),
                  sub.client_addr, sub.auth_user or "-")
         self.on_accepted()
+        metrics.accepted()
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
     def _received(self, server: SMTP, session: Session, envelope: SMTPEnvelope, queue_id: str) -> bytes:

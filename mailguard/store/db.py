@@ -190,3 +190,11 @@ class Database:
     def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, tuple(args)).fetchall()
+
+    def state_counts(self) -> dict[str, int]:
+        """{state: number of messages} (for ``/metrics``; the index on state serves it)."""
+        return {row[0]: row[1] for row in self._read("SELECT state, count(*) FROM messages GROUP BY state")}
+
+    def ping(self) -> bool:
+        """The database answers a query (``/healthz``); raises when it does not."""
+        return self._read("SELECT 1")[0][0] == 1
