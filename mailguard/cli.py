@@ -22,7 +22,8 @@ from . import policy as policy_mod
 from .address import validate_address
 from .model import EVENT_LABELS, FINAL_STATES, STATE_LABELS, QueuedMessage, State
 from .cli_records import (_actor, _parse_time, _print_link, _store, _when, cmd_ledger_export, cmd_link_list,
-                          cmd_link_revoke, cmd_purge, cmd_incident_report, verify_with_key)
+                          cmd_link_revoke, cmd_purge, cmd_incident_report, verify_with_key,
+                          NoDatabase)
 from .qmgr import approvers
 from .qmgr.actions import ActionRefused, act
 from .settings import Settings, SettingsError, load_settings
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"設定エラー (settings error):\n{exc}", file=sys.stderr)
         return 2
-    return args.func(settings, args) or 0
+    try:
+        return args.func(settings, args) or 0
+    except NoDatabase as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -27,7 +27,21 @@ def _actor() -> str:
         return "cli"
 
 
+class NoDatabase(Exception):
+    """The CLI found no database where the settings point; ``str()`` says where it looked (Japanese)."""
+
+
 def _store(settings: Settings) -> Store:
+    """The relay's store. Never creates one: a command run from another folder, or with another
+    configuration, must not make an empty database and report "0 通" from it."""
+    if not settings.db_path.is_file():
+        from .settings import config_file
+
+        source = config_file()
+        raise NoDatabase(f"データベースがありません: {settings.db_path.resolve()}\n"
+                         f"設定: {source.resolve() if source else '(設定ファイルなし、環境変数のみ)'}\n"
+                         "サーバー (mailguard serve) と同じ設定を読んでいるか、MAILGUARD_CONFIG または"
+                         " MAILGUARD_DATA_DIR を確かめてください。")
     return Store(settings.db_path)
 
 

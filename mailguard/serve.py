@@ -107,6 +107,38 @@ class StartupError(Exception):
     """Something outside mailguard stops it from starting; ``str()`` is one Japanese line."""
 
 
+def lock_data_dir(settings: Settings) -> int:
+    """Hold ``<data_dir>/serve.lock`` (flock) for the life of this process: two servers on one
+    SQLite data dir would each run a queue manager and deliver the same mail twice. Returns the
+    open descriptor (kept open; the kernel drops the lock when the process ends, even on kill -9).
+
+    Raises:
+        StartupError: another process holds it (its PID named), or the data dir is not writable.
+    """
+    import fcntl
+    import os
+
+    from .store.db import private_dir
+
+    path = settings.data_dir / "serve.lock"
+    try:
+        private_dir(settings.data_dir)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StartupError(f"データディレクトリ {settings.data_dir.resolve()} に書き込めません ({exc.strerror})。"
+                           "MAILGUARD_DATA_DIR と、その持ち主・権限を確認してください。") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartupError(f"別の mailguard serve (PID {other}) がデータディレクトリ {settings.data_dir.resolve()} を"
+                           "使っています。同じデータディレクトリで 2 つ目のサーバーは起動できません。") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def open_store(settings: Settings) -> Store:
     try:
         return Store(settings.db_path)
@@ -118,6 +150,10 @@ def open_store(settings: Settings) -> Store:
 
 def _announce(settings: Settings) -> None:
     """What an admin must know at start: who may relay without AUTH, where notices come from."""
+    from .settings import config_file
+
+    log.info("settings from the environment and %s", config_file() or "no file (MAILGUARD_CONFIG, "
+             "/etc/mailguard/mailguard.env and ./.env are absent)")
     log.info("trusted networks (relay without AUTH): %s (MAILGUARD_TRUSTED_NETWORKS)",
              ", ".join(str(n) for n in settings.trusted_networks) or "none")
     name = settings.hostname.lower().rstrip(".")
@@ -138,6 +174,7 @@ def _announce(settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    lock_data_dir(settings)
     store = open_store(settings)
     _announce(settings)
     for queue_id in store.recover():

@@ -13,6 +13,7 @@ Defaults follow Postfix where a relay has an established answer:
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,15 +372,34 @@ class SettingsError(Exception):
     """A MAILGUARD_* variable has a bad value; ``str()`` names each variable."""
 
 
+SYSTEM_CONFIG = Path("/etc/mailguard/mailguard.env")
+
+
+def config_file() -> Path | None:
+    """The file of MAILGUARD_* settings the server and the CLI both read: MAILGUARD_CONFIG, else
+    /etc/mailguard/mailguard.env (the systemd unit's EnvironmentFile), else ./.env; None when
+    there is none. Variables in the environment win over the file.
+
+    Raises:
+        SettingsError: MAILGUARD_CONFIG names a file that does not exist.
+    """
+    explicit = os.environ.get(ENV_PREFIX + "CONFIG", "").strip()
+    if explicit:
+        if not Path(explicit).is_file():
+            raise SettingsError(f"MAILGUARD_CONFIG: file not found: {explicit}")
+        return Path(explicit)
+    return next((path for path in (SYSTEM_CONFIG, Path(".env")) if path.is_file()), None)
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read and validate the settings.
+    """Read and validate the settings (the environment, then ``config_file()``).
 
     Raises:
         SettingsError: one line per bad variable, e.g.
             ``MAILGUARD_SMTP_LISTEN: expected host:port (e.g. 127.0.0.1:2525), got 'x'``.
     """
     try:
-        return Settings(**overrides)
+        return Settings(_env_file=config_file(), **overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

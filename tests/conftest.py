@@ -395,7 +395,10 @@ def relay_env(tmp: Path, port: int, upstream: Upstream | None, dns_port: int, **
     if not policies.exists():
         shutil.copytree(HERE / "policies", policies)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILGUARD_")}
+    config = tmp / "mailguard.env"      # never this machine's /etc/mailguard/mailguard.env or a stray ./.env
+    config.touch()
     env.update({
+        "MAILGUARD_CONFIG": str(config),
         "MAILGUARD_SMTP_LISTEN": f"127.0.0.1:{port}",
         "MAILGUARD_DATA_DIR": str(tmp / "var"),
         "MAILGUARD_POLICIES_DIR": str(policies),

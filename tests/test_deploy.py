@@ -1,0 +1,53 @@
+"""A deployment's configuration: the CLI reads what the server reads, never makes an empty
+database where there is none, and two servers never share one SQLite data dir."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import INTERNAL, send, wait_for
+
+
+def _cli(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailguard", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_cli_from_another_folder_refuses_to_make_an_empty_database(make_relay, tmp_path):
+    relay = make_relay()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in relay.env.items() if k != "MAILGUARD_DATA_DIR"}   # as from a fresh shell
+    result = _cli(env, elsewhere, "queue", "list")
+    assert result.returncode == 2 and "データベースがありません" in result.stderr
+    assert str(elsewhere / "var" / "mailguard.sqlite3") in result.stderr
+    assert not (elsewhere / "var").exists()                                    # nothing made
+
+
+def test_the_cli_reads_the_servers_configuration_file(make_relay, upstream, tmp_path):
+    relay = make_relay().start()
+    send(relay, [f"colleague@{INTERNAL}"])
+    wait_for(lambda: any(e.event == "delivery" for e in relay.events()), what="a delivery")
+    config = tmp_path / "mailguard.env"
+    config.write_text(f"MAILGUARD_DATA_DIR={relay.env['MAILGUARD_DATA_DIR']}\n"
+                      f"MAILGUARD_POLICIES_DIR={relay.env['MAILGUARD_POLICIES_DIR']}\n")
+    env = {k: v for k, v in relay.env.items() if k not in ("MAILGUARD_DATA_DIR", "MAILGUARD_POLICIES_DIR")}
+    env["MAILGUARD_CONFIG"] = str(config)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listing = _cli(env, elsewhere, "queue", "list", "--all")
+    assert listing.returncode == 0 and "1 通" in listing.stdout, listing.stderr
+    env["MAILGUARD_CONFIG"] = str(tmp_path / "missing.env")
+    missing = _cli(env, elsewhere, "queue", "list")
+    assert missing.returncode == 2 and "MAILGUARD_CONFIG: file not found" in missing.stderr
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_names_the_first(make_relay):
+    relay = make_relay().start()
+    second = subprocess.run([sys.executable, "-m", "mailguard", "serve"], env=relay.env, cwd=relay.tmp,
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert f"PID {relay.proc.pid}" in second.stderr and "2 つ目のサーバーは起動できません" in second.stderr
+    relay.kill()                                           # the lock dies with its process, even on kill -9
+    relay.start()
