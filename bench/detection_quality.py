@@ -17,7 +17,7 @@ false-positive rate (negatives found personal or sensitive), unscannable, second
 2. per detector kind: expected, found, recall, false positives on negatives; 3. OCR seconds per page;
 4. every miss, false positive, missed kind, unscannable item and crash, by document id.
 ``--out DIR`` also writes each mail (.eml), its attachment or body, labels.json and results.json.
-About 3-5 minutes on 2 cores (25 OCR pages at 2-3 s); ``--quick`` about a minute.
+Measured here (2 cores, busy): 75 s, of which OCR 70 s (25 pages, 2.8 s each); ``--quick`` 27 s.
 """
 
 from __future__ import annotations
@@ -45,9 +45,7 @@ import corpus as C  # noqa: E402
 import documents as D  # noqa: E402
 
 import mailguard.check.content.report as report_module  # noqa: E402
-from mailguard.check.content.report import scan  # noqa: E402
-
-LEVELS = ("none", "personal", "sensitive")
+from mailguard.check.content.report import LEVELS, scan  # noqa: E402
 
 # ---- renderers: content → file → mail ----
 
@@ -171,8 +169,6 @@ def photo(lines: list[str], ext: str, rng) -> bytes:
     return saved(canvas.filter(ImageFilter.GaussianBlur(.8)), "JPEG", quality=rng.choice((75, 85)))
 
 
-GREETINGS = ("お世話になっております。資料を添付いたします。ご確認をお願いいたします。", "標記の件、添付のとおり送付します。",
-             "いつもお世話になっております。ご依頼の書類をお送りします。")
 MIMES = {"docx": D.DOCX, "xlsx": D.XLSX, "csv": "text/csv", "pdf": "application/pdf", "tif": "image/tiff",
          "jpg": "image/jpeg", "png": "image/png"}
 
@@ -201,7 +197,7 @@ def render(fmt: str, c: C.Content, rng, option: str) -> tuple[bytes, str, bytes]
     msg, staff = EmailMessage(), rng.choice(C.STAFF)
     msg["From"] = f"{staff} <{rng.choice(('care', 'soudan'))}@sakura-kaigo.example.jp>" if rng.random() < .5 else D.STAFF
     msg["To"], msg["Subject"] = D.REGISTERED, rng.choice(("資料送付の件", "ご連絡", "書類の送付", "Fw: 資料"))
-    greeting = rng.choice(GREETINGS)
+    greeting = rng.choice(C.GREETINGS)
     if fmt == "body-text":
         body = (greeting + "\n\n") * bool(c.title) + "\n".join(c.lines()) + "\n" + C.signature(rng, staff)
         charset = "iso-2022-jp" if rng.random() < .5 else "utf-8"
@@ -256,9 +252,8 @@ class Doc:
     seconds: float = 0.0
     error: str = ""
 
-    @property
-    def positive(self) -> bool:
-        return self.level != "none"
+    def __post_init__(self):
+        self.positive = self.level != "none"
 
 
 def build(quick: bool) -> list[Doc]:
@@ -314,7 +309,7 @@ def level_tables(docs: list[Doc]) -> None:
 
 def kind_table(docs: list[Doc]) -> None:
     print("\n2. Per detector kind: expected = positive documents that hold it; found = of those, where it was "
-          "found;\n   FP = negative documents where it was found (detections)\n")
+          "found;\n   FP = negative documents where it was found, whatever their level (detections)\n")
     kinds = sorted({k for d in docs for k in d.kinds} | {k for d in docs if not d.positive for k in d.found})
     print(f"{'kind':<26}{'expected':>9}{'found':>7}  {'recall':<6}{'FP docs':>9}{'(dets)':>8}")
     for kind in kinds:
@@ -347,7 +342,8 @@ def failure_lists(docs: list[Doc]) -> None:
     print("\n4. Failures\n")
     for title, group in (("Misses (positive found lower than expected)", misses),
                          ("False positives (negative found personal or sensitive)", false),
-                         ("Over-classified (personal expected, found sensitive)", over)):
+                         ("Over-classified (personal expected, found sensitive)", over),
+                         ("Kinds found on negatives left none", [d for d in docs if d.level == d.got == "none" and d.found])):
         print(f"{title}: {len(group)}")
         for d in group:
             print(f"  {d.id} {d.fmt:<13} expected {d.level:<9} got {d.got:<9} {d.what}\n"

@@ -69,8 +69,11 @@ class _HTMLText(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.chunks: list[str] = []
         self._skip = 0
+        self._tables = 0   # inside a table, whitespace between tags is layout, not a blank line
 
     def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._tables += 1
         if tag in ("script", "style"):
             self._skip += 1
         elif tag in ("br", "p", "div", "tr", "li"):
@@ -81,9 +84,11 @@ class _HTMLText(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         if tag in ("script", "style") and self._skip:
             self._skip -= 1
+        elif tag == "table" and self._tables:
+            self._tables -= 1
 
     def handle_data(self, data):
-        if not self._skip:
+        if not self._skip and not (self._tables and not data.strip()):
             self.chunks.append(data)
 
 

@@ -55,6 +55,9 @@ CASES = {
         ("令和8年2月23日(月) 天皇誕生日", False),            # a public holiday, not anyone's birthday
         ("12月の行事\n令和8年12月20日 誕生日会", False),
         ("昭和8年11月20日 に開所しました", False),          # an old date of a building
+        ("生年月日 S20.6.28", True),                        # the short 和暦 of forms
+        ("S20.6.28", False),
+        ("誕生日\t趣味\n昭和10年5月6日\t" + "園芸" * 30, True),      # an 誕生日 column
     ],
     "care_level": [
         ("要介護3", True), ("要支援2", True), ("要介護認定の研修", False),
@@ -71,11 +74,15 @@ CASES = {
         ("ジョンソン様", True),                            # a name the dictionary does not know + 様
         ("鈴木は来ます", False),                            # a particle is not a given name
         ("コスモス様", False),                             # a facility named after a flower
+        ("利用者 鈴木 様 は認知症", True),                   # a space before the honorific
+        ("氏名：木下スミ様", True),                          # 木下 read as a place, then a kana name and 様
+        ("利用者 鈴木\u3000様", True),
         ("ご担当者様", False),
         ("皆様", False),
         ("氏名\t要介護度\n大河原 ミツ\t要介護2\n", True),   # a name column
         ("No,フリガナ,性別\n1,サトウ ハナコ,女\n", True),     # a reading column
         ("氏名\t課題\n生活全般の解決すべき課題\t入浴\n", False),   # a heading in the name column
+        ("氏名\t国籍\nグエン・ティ・ラン\tベトナム\n", True),    # three parts in katakana
     ],
 }
 
@@ -140,6 +147,11 @@ def test_numbers_read_by_ocr_need_a_check_digit_or_context_near(text, kinds):
     ("佐々木 ハ一ル", "佐々木 ハール"),                              # 一 between katakana is the long mark
     ("佐々木 八ル", "佐々木 ハル"),                                  # 八 before katakana is ハ
     ("八月一日", "八月一日"),                                        # kanji among kanji stay
+    ("被保険者番号 NO0123456789", "被保険者番号 NO0123456789"),      # a word before the number stays
+    ("ケアマネ工藤様", "ケアマネ工藤様"),                              # 工 before another kanji is kanji
+    ("ケアプラン一覧", "ケアプラン一覧"),
+    ("ISO 9001 と Windows 10", "ISO 9001 と Windows 10"),
+    ("後期高齡者 脑梗塞後遗症", "後期高齢者 脳梗塞後遺症"),           # Chinese forms the model gives
 ])
 def test_ocr_look_alikes_are_folded(text, folded):
     from mailguard.check.content.ocr import fold
@@ -156,6 +168,12 @@ def test_ocr_look_alikes_are_folded(text, folded):
      {"person_name"}),                                              # a resident above the signature
     ("ご報告です。\n--\n利用者 佐藤 花子 様 糖尿病\nTEL 03-1234-5678\n", "",
      {"person_name", "disease", "phone"}),                          # nothing sensitive is a signature
+    ("よろしくお願いします。\n-----\n利用者 佐藤 ハル様\n緊急連絡先(長男) 携帯 090-1234-5678\n", "",
+     {"person_name", "phone"}),                                     # a resident's contact after a rule
+    ("了解しました。\n-----Original Message-----\nFrom: a@example.jp\n入居者 高橋 ハル様 携帯 090-1234-5678\n",
+     "", {"person_name", "phone", "email"}),                        # a quoted mail is not a signature
+    ("佐藤様にお渡しください。", "さくら介護 佐藤花子", {"person_name"}),   # a surname + 様 is someone else
+    ("佐藤花子が伺います。\n", "さくら介護 佐藤花子", set()),            # the sender's own full name
 ])
 def test_the_senders_own_details_are_not_a_third_partys(body, sender, kinds):
     from mailguard.check.content.detect import normalise

@@ -62,6 +62,33 @@ def test_a_scan_too_blurred_to_read_confidently_stays_unscannable():
     assert any(f.code == "unscannable_content" and "1ページ" in f.text for f in report.findings())
 
 
+def test_an_image_with_ink_but_no_text_read_is_not_taken_for_blank():
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (1200, 800), 255)
+    ImageDraw.Draw(image).rectangle((100, 100, 1100, 700), fill=40)     # a photo, a smudge: nothing readable
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    report = scan(message(attachments=[("写真.png", out.getvalue(), "image/png")]))
+    assert [u.reason for u in report.unscannable] == ["画像の文字を確実には読み取れませんでした (OCR)"]
+
+
+def test_a_declared_resolution_that_lies_is_ignored():
+    from PIL import Image
+
+    from mailguard.check.content.ocr import _square
+
+    for dpi in ((2, 400), (20000, 1)):           # would squash a page to a line, or stretch it past memory
+        image = Image.new("L", (1654, 1165), 255)
+        image.info["dpi"] = dpi
+        assert _square(image).size == (1654, 1165)
+    fax = Image.new("1", (1728, 1100), 1)
+    fax.info["dpi"] = (204, 98)
+    assert _square(fax).size == (1728, 2290)     # standard-mode FAX: stretched to square pixels
+
+
 def test_ocr_reads_at_most_the_page_cap_and_says_so():
     fax = fax_tiff([["1枚目", "送信票"], CARE_PLAN_LINES, ["3枚目"]])
     out = extract_message(message(attachments=[("FAX.tif", fax, TIFF)]), Limits(ocr_pages=1))
@@ -109,6 +136,34 @@ def test_personal_data_only_in_form_fields_is_found():
     report = scan(message(attachments=[("申請書.pdf", form, PDF)]))
     assert report.level == "sensitive"
     assert _attachment(report).places == ("1ページ フォーム",)
+
+
+def test_form_fields_are_read_even_behind_junk_before_the_header():
+    form = form_pdf([("氏名", "佐藤 ハル"), ("被保険者番号", "1400012345"), ("傷病名", "認知症")])
+    report = scan(message(attachments=[("申請書.pdf", b"\0" * 1100 + form, PDF)]))
+    assert report.level == "sensitive"
+
+
+def test_a_pdf_with_more_annotations_than_the_cap_is_unscannable():
+    form = form_pdf([(f"f{i}", "x") for i in range(2001)] + [("備考", "佐藤 ハル様 認知症")])
+    out = extract_message(message(attachments=[("申請書.pdf", form, PDF)]))
+    assert any("多すぎます" in u.reason for u in out.unscannable)
+
+
+def test_a_pretty_printed_html_table_keeps_its_columns():
+    html = """<table>
+      <tr>
+        <th>利用者名</th>
+        <th>要介護度</th>
+      </tr>
+      <tr>
+        <td>佐々木 ハル</td>
+        <td>要介護2</td>
+      </tr>
+    </table>"""
+    report = scan(_html_mail(html))
+    names = [d.value for p in report.parts for d in p.detections if d.kind == "person_name"]
+    assert names == ["佐々木ハル"] and report.level == "sensitive"
 
 
 def test_vertical_text_is_read_right_to_left():

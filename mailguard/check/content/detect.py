@@ -135,13 +135,16 @@ class BirthDate(Detector):
         Pattern("和暦 (old)", r"(?:明治|大正|昭和)\s*(?:元|\d{1,2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日", 0.45),
         Pattern("和暦", r"(?:平成|令和)\s*(?:元|\d{1,2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日", 0.2),
         Pattern("西暦", r"(?<!\d)(?:19|20)\d{2}\s*[年/.\-]\s*\d{1,2}\s*[月/.\-]\s*\d{1,2}\s*日?(?!\d)", 0.15),
+        Pattern("和暦 (略)", r"(?<![A-Za-z])[MTSHR]\s?\d{1,2}[./]\d{1,2}[./]\d{1,2}(?!\d)", 0.2),   # S20.6.28
     )
+    LETTERS = {"M": "明治", "T": "大正", "S": "昭和", "H": "平成", "R": "令和"}
     context = ("生年月日", "生まれ", "歳", "誕生日", "(生)", "生)")
-    COLUMN = ("生年月日", "生年")   # a table's column header: the only context that counts from afar
+    COLUMN = ("生年月日", "生年", "誕生日")   # a table's column header: the only context that counts from afar
     NOT_BIRTH = re.compile(r"天皇誕生日|誕生日会|お誕生会")
 
     def detect(self, text: str, strict: bool = False) -> list[Detection]:
-        column = any(word in text for word in self.COLUMN)
+        cleaned = self.NOT_BIRTH.sub("", text)
+        column = any(word in cleaned for word in self.COLUMN)
         found = []
         for start, end, value, score in self.candidates(text):
             if self.validate(value) is False:
@@ -158,7 +161,7 @@ class BirthDate(Detector):
 
     def validate(self, value: str) -> bool | None:
         numbers = [int(n) for n in re.findall(r"\d+", value.replace("元", "1"))]
-        era = next((e for e in self.ERAS if value.startswith(e)), None)
+        era = next((e for e in self.ERAS if value.startswith(e)), self.LETTERS.get(value[:1]))
         year, month, day = (numbers[0], numbers[1], numbers[2]) if len(numbers) >= 3 else (0, 0, 0)
         if not (1 <= month <= 12 and 1 <= day <= 31):
             return False

@@ -62,10 +62,10 @@ class Limits:
                    settings.inspect_max_compression_ratio, settings.inspect_max_depth, settings.inspect_timeout,
                    settings.ocr_max_pages, settings.ocr_timeout)
 
-    @property
-    def hard_seconds(self) -> float:
-        """The time after which a scan's worker is killed: the scan's own and OCR's."""
-        return self.seconds + (self.ocr_seconds if ocr.available() else 0.0)
+    def hard_seconds(self, raw: bytes = b"") -> float:
+        """The time after which the worker scanning ``raw`` is killed: the scan's own, and OCR's
+        when the message may hold a scan (``ocr.may_hold_scans``) and OCR is installed."""
+        return self.seconds + (self.ocr_seconds if ocr.available() and ocr.may_hold_scans(raw) else 0.0)
 
     def zip_caps(self) -> zipsafe.Caps:
         inflated = self.max_text_bytes * INFLATE_FACTOR
@@ -241,8 +241,9 @@ def extract_file(name: str, data: bytes, ctype: str, where: str, attachment: str
         elif kind == "pdf":
             for sub_where, text in pdf.pages(data):
                 if isinstance(text, pdf.Scan):
-                    _ocr(lambda scan=text: ocr.render(scan.source, scan.index), f"{where}{sub_where}", attachment,
-                         budget, out)
+                    if not _ocr(lambda scan=text: ocr.render(scan.source, scan.index), f"{where}{sub_where}",
+                                attachment, budget, out):
+                        break   # the OCR budget is spent: the rest of the file is not read (and said so)
                 else:
                     out.parts.append(TextPart(f"{where}{sub_where}", budget.take(text), attachment))
         elif kind in EXTRACTORS:

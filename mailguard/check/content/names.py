@@ -60,6 +60,12 @@ def _name_at(morphemes: list, i: int) -> int | None:
                 return j
             if gpos[0] not in NOT_A_NAME and KANA.fullmatch(given.surface()) and _boundary(morphemes, j + 1):
                 return j
+    if pos[1] == "固有名詞" and nxt + 1 < len(morphemes) and morphemes[nxt + 1].surface() in HONORIFICS:
+        given = morphemes[nxt]   # 木下スミ様: 木下 read as a place, but a kana name and 様 follow
+        if KANA.fullmatch(given.surface()) or given.part_of_speech()[2] == "人名":
+            return nxt + 1
+    while nxt < len(morphemes) and morphemes[nxt].part_of_speech()[0] == "空白":
+        nxt += 1   # 鈴木 様: a space before the honorific
     if nxt < len(morphemes) and morphemes[nxt].surface() in HONORIFICS and _name_like(m):
         return nxt
     return None
@@ -85,7 +91,8 @@ NAME_HEADERS = ("氏名", "利用者名", "利用者氏名", "入居者", "入�
 READING_HEADERS = ("ふりがな", "フリガナ", "氏名カナ", "カナ氏名", "よみがな")
 # a name as written in a cell: kanji surname and kanji or kana given name, or all katakana (a foreign
 # name or a reading); nothing sentence-like (生活全般の解決すべき課題 is a heading, not a person)
-NAME_CELL = re.compile(r"[一-龥々〆ヶ]{1,5}[ 　]?(?:[一-龥々〆ヶ]{1,5}|[ぁ-ゖァ-ヺー]{1,6})|[ァ-ヺー]{1,8}[ 　・]?[ァ-ヺー]{1,8}")
+NAME_CELL = re.compile(r"[一-龥々〆ヶ]{1,5}[ 　]?(?:[一-龥々〆ヶ]{1,5}|[ぁ-ゖァ-ヺー]{1,6})"
+                       r"|[ァ-ヺー]{1,8}(?:[ 　・=＝][ァ-ヺー]{1,8}){0,2}")
 READING_CELL = re.compile(r"[ぁ-ゖァ-ヺー]{1,8}[ 　・]?[ぁ-ゖァ-ヺー]{1,8}")
 NOT_NAMES = ("合計", "小計", "備考", "なし", "特記事項", "同上", "不明", "未定", "氏名", "名前")
 
@@ -95,7 +102,8 @@ class TableName(Detector):
 
     kind, label = "person_name", "氏名"
     priority = 150
-    MAX_ROWS = 2000   # rows read under one header
+    MAX_ROWS = 2000      # rows read under one header
+    MAX_COLUMNS = 20     # name columns of one header (a header of 4,000 氏名 is a construction)
 
     def candidates(self, text: str):
         lines = text.split("\n")
@@ -112,12 +120,9 @@ class TableName(Detector):
             separator = "\t" if "\t" in lines[i] else ","
             i += 1
             for row in range(i, min(i + self.MAX_ROWS, len(lines))):
-                cells = lines[row].split(separator)
-                if _name_columns(lines[row]) or not lines[row].strip():
-                    break   # a new header, or the end of the table
-                for column, pattern in columns.items():
-                    if column < len(cells):
-                        yield from _cell(cells, column, pattern, offsets[row], separator)
+                if not lines[row].strip() or _name_columns(lines[row]):
+                    break   # the end of the table, or a new header
+                yield from _cells(lines[row], separator, columns, offsets[row])
                 i = row + 1
 
 
@@ -133,15 +138,22 @@ def _name_columns(line: str) -> dict[int, re.Pattern]:
             found[index] = NAME_CELL
         elif bare in READING_HEADERS or bare.endswith(READING_HEADERS):
             found[index] = READING_CELL
+        if len(found) >= TableName.MAX_COLUMNS:
+            break
     return found
 
 
-def _cell(cells: list[str], column: int, pattern: re.Pattern, row_start: int, separator: str):
-    value = cells[column].strip()
-    if not pattern.fullmatch(value) or len(value.replace(" ", "").replace("　", "")) < 2 or value in NOT_NAMES:
-        return
-    start = row_start + sum(len(c) + len(separator) for c in cells[:column]) + cells[column].index(value)
-    yield start, start + len(value), value, 0.6
+def _cells(line: str, separator: str, columns: dict[int, re.Pattern], row_start: int):
+    """The name-like cells of one row under the name columns, with their spans (one pass)."""
+    at = row_start
+    for index, cell in enumerate(line.split(separator)):
+        pattern = columns.get(index)
+        value = cell.strip()
+        if pattern is not None and pattern.fullmatch(value) and value not in NOT_NAMES \
+                and len(value.replace(" ", "").replace("　", "")) >= 2:
+            start = at + cell.index(value)
+            yield start, start + len(value), value, 0.6
+        at += len(cell) + len(separator)
 
 
 class RosterMatch(Detector):

@@ -12,8 +12,12 @@ when PDFium refuses the file.
 - **AcroForm** (ISO 32000-1 §12.7): a form's values are not page text; each widget's field name
   and value are read through PDFium's form API, and every other annotation's ``/Contents``
   (a sticky note, a comment) too (§12.5).
-- Never trusted: the page count and annotation count are capped (``MAX_PAGES``,
-  ``MAX_ANNOTATIONS``); a page rendered for OCR is capped in pixels (``ocr``).
+- Never trusted: the page count, the annotation count and the bytes of form values and notes
+  of a page are capped (``MAX_PAGES``, ``MAX_ANNOTATIONS``, ``MAX_EXTRA``): past them the file
+  is not fully read and is unscannable; a page rendered for OCR is capped in pixels (``ocr``).
+- A file PDFium refuses is tried again from its ``%PDF-`` header (junk before it), then read
+  by pdfminer.six for its text only; if it has form fields, notes or images, which that
+  cannot show, it is unscannable.
 
 Raises ``Unreadable`` (Japanese) for a password-protected file; a broken file raises the
 library's exception (the caller makes it unscannable). CPU-bound: run in a worker.
@@ -28,7 +32,8 @@ from dataclasses import dataclass
 from .formats import Unreadable
 
 MAX_PAGES = 2000          # pages read of one PDF; past it the file is not fully read (Unreadable)
-MAX_ANNOTATIONS = 2000    # annotations read per page
+MAX_ANNOTATIONS = 2000    # annotations read per page; a page with more is not fully read (Unreadable)
+MAX_EXTRA = 4 * 1024 * 1024   # bytes of form values and notes of one page
 TEXTLESS = 8              # a page with fewer characters than this and no form values is a scan
 VERTICAL_SHARE = 0.6      # share of neighbouring characters one under the other that makes a page vertical
 
@@ -46,7 +51,7 @@ def pages(data: bytes):
     import pypdfium2 as pdfium
 
     try:
-        document = pdfium.PdfDocument(data)
+        document = _open(data)
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
             raise Unreadable("パスワード付き PDF のため検査できません") from None
@@ -65,7 +70,7 @@ def pages(data: bytes):
             finally:
                 page.close()
             where = f" {index + 1}ページ"
-            if len(text.strip()) < TEXTLESS and not fields:
+            if len(text.strip()) < TEXTLESS:
                 yield where, Scan(data, index)   # the page is a picture: OCR it
                 if text.strip():
                     yield where, text
@@ -79,10 +84,26 @@ def pages(data: bytes):
         document.close()
 
 
+def _open(data: bytes):
+    """PDFium's document; a file with junk before its header is tried from the header."""
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError:
+        start = data.find(b"%PDF-", 1, 65536)
+        if start < 0:
+            raise
+        return pdfium.PdfDocument(data[start:])
+
+
 def _fallback(data: bytes):
-    """pdfminer.six reads some PDFs that PDFium refuses; a truly broken file raises."""
+    """pdfminer.six reads the text of some PDFs that PDFium refuses, but not their form values,
+    notes or scanned pages: a file that has any of them is not fully read. A broken file raises."""
     from pdfminer.high_level import extract_text
 
+    if any(marker in data for marker in (b"/AcroForm", b"/Annots", b"/Image")):
+        raise Unreadable("PDF の構造が壊れていて、フォームの入力値・注釈・画像を読み取れません")
     text = extract_text(io.BytesIO(data), maxpages=MAX_PAGES)
     if not text.strip():
         raise ValueError("no text")
@@ -145,8 +166,11 @@ def _annotations(page, forms) -> tuple[list[str], list[str]]:
     """(form field "name: value" lines, other annotations' contents) of one page."""
     import pypdfium2.raw as raw
 
-    fields, notes = [], []
-    for i in range(min(raw.FPDFPage_GetAnnotCount(page), MAX_ANNOTATIONS)):
+    fields, notes, size = [], [], 0
+    count = raw.FPDFPage_GetAnnotCount(page)
+    if count > MAX_ANNOTATIONS:
+        raise Unreadable(f"注釈・フォームが多すぎます (1 ページに {count:,} 個、上限 {MAX_ANNOTATIONS:,})")
+    for i in range(count):
         annot = raw.FPDFPage_GetAnnot(page, i)
         if not annot:
             continue
@@ -156,16 +180,20 @@ def _annotations(page, forms) -> tuple[list[str], list[str]]:
                 if value.strip():
                     name = _wide(raw.FPDFAnnot_GetFormFieldName, forms.raw, annot)
                     fields.append(f"{name}: {value}" if name else value)
+                    size += len(fields[-1])
             else:
                 contents = _wide(raw.FPDFAnnot_GetStringValue, annot, b"Contents")
                 if contents.strip():
                     notes.append(contents)
+                    size += len(contents)
         finally:
             raw.FPDFPage_CloseAnnot(annot)
+        if size > MAX_EXTRA:
+            raise Unreadable(f"フォームの入力値・注釈が大きすぎます (1 ページに {MAX_EXTRA:,} 文字超)")
     return fields, notes
 
 
-MAX_STRING = 1 << 20   # bytes of one field value or note (UTF-16): a larger one is cut, not trusted
+MAX_STRING = 1 << 20   # bytes of one field value or note (UTF-16): a larger one makes the file unscannable
 
 
 def _wide(function, *args) -> str:

@@ -6,8 +6,8 @@ never forked: the parent runs threads), so CPU-bound extraction and detection
 never run on the event loop. Bounds:
 
 - time: MAILGUARD_INSPECT_TIMEOUT seconds per scan, plus MAILGUARD_OCR_TIMEOUT when OCR is
-  installed (``Limits.hard_seconds``); past it the worker is killed and replaced, also when it
-  is stuck inside the OCR engine;
+  installed and the message may hold a scan (``Limits.hard_seconds``); past it the worker is
+  killed and replaced, also when it is stuck inside the OCR engine;
 - memory: MAILGUARD_INSPECT_MAX_MEMORY bytes of address space per worker
   (``resource.setrlimit(RLIMIT_AS)``, default 2 GiB, for the OCR engine; 0: none). A warmed worker
   (Sudachi's dictionary loaded) takes about 150 MB of it and 80 MB resident.
@@ -109,13 +109,13 @@ class ContentInspector:
             self._pool = self._new_pool()
             broken.stop()
 
-    async def _run(self, *args) -> ContentReport:
+    async def _run(self, seconds: float, *args) -> ContentReport:
         """Run one scan; a pool that broke (pebble stops a pool whose idle worker died) is
         rebuilt and the scan tried once more in the new one."""
         for attempt in (1, 2):
             pool = self._pool
             try:
-                future = pool.schedule(_scan_in_worker, args=args, timeout=self.limits.hard_seconds)
+                future = pool.schedule(_scan_in_worker, args=args, timeout=seconds)
             except RuntimeError:   # pebble refuses work once its pool broke
                 if attempt == 2:
                     raise
@@ -132,11 +132,12 @@ class ContentInspector:
     async def scan(self, raw: bytes, queue_id: str = "", roster: tuple = ((), ())) -> ContentReport:
         from pebble import ProcessExpired
 
+        seconds = await asyncio.to_thread(self.limits.hard_seconds, raw)   # a search through the whole message
         try:
-            return await self._run(raw, self.limits, roster, self.max_memory)
+            return await self._run(seconds, raw, self.limits, roster, self.max_memory)
         except concurrent.futures.TimeoutError:
-            log.warning("%s: content scan exceeded %gs; worker killed", queue_id, self.limits.hard_seconds)
-            reason = f"検査が制限時間 ({self.limits.hard_seconds:g} 秒) 内に終わりませんでした"
+            log.warning("%s: content scan exceeded %gs; worker killed", queue_id, seconds)
+            reason = f"検査が制限時間 ({seconds:g} 秒) 内に終わりませんでした"
         except ProcessExpired as exc:
             if exc.exitcode == OUT_OF_MEMORY:
                 log.warning("%s: content scan ran out of memory; worker replaced", queue_id)
