@@ -1,7 +1,7 @@
 """corpus: what a Japanese care office sends, with labels, for bench/detection_quality.py.
 
 Contents only (the renderers into mail bodies, Office files, PDFs, scans, FAXes and photos are in
-detection_quality.py): care plans, 診療情報提供書, assessments, resident lists with katakana given
+render.py; the hard tier in corpus_hard.py): care plans, 診療情報提供書, assessments, resident lists with katakana given
 names, My Number lists, care records, contact and transport lists, insurance papers as positives;
 meeting schedules, 和暦 holiday lists (天皇誕生日, 昭和の日), training notices on 認知症ケア, flyers,
 invoices, menus, bed vacancies, anonymous statistics and a blank page as negatives.

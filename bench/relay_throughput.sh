@@ -45,19 +45,25 @@ smtp-sink -u nobody -c 127.0.0.1:$SINK_PORT 1024 >/dev/null &
 pids+=($!)
 wait_port $SINK_PORT
 
-# --- mailguard ---------------------------------------------------------------------
-mkdir -p "$WORK/mg"
-(cd "$WORK/mg" && \
-  MAILGUARD_SMTP_LISTEN=127.0.0.1:$MG_PORT MAILGUARD_DATA_DIR="$WORK/mg/var" \
-  MAILGUARD_POLICIES_DIR="$REPO/policies" MAILGUARD_UPSTREAM=127.0.0.1:$SINK_PORT \
-  MAILGUARD_UPSTREAM_TLS=none MAILGUARD_HOSTNAME=mailguard.bench MAILGUARD_LOG_LEVEL=WARNING \
-  exec "$PYTHON" -m mailguard serve) >"$WORK/mg/serve.log" 2>&1 &
-pids+=($!)
-wait_port $MG_PORT
-sleep 5   # steady state: let the content-inspection workers finish starting (imports, dictionaries)
+# --- mailguard: started once per row (MAILGUARD_PROCESSES), each on a fresh data dir ---
+start_mailguard() {   # start_mailguard PROCESSES
+  local dir=$WORK/mg$1
+  mkdir -p "$dir"
+  (cd "$dir" && \
+    MAILGUARD_SMTP_LISTEN=127.0.0.1:$MG_PORT MAILGUARD_DATA_DIR="$dir/var" MAILGUARD_PROCESSES=$1 \
+    MAILGUARD_POLICIES_DIR="$REPO/policies" MAILGUARD_UPSTREAM=127.0.0.1:$SINK_PORT \
+    MAILGUARD_UPSTREAM_TLS=none MAILGUARD_HOSTNAME=mailguard.bench MAILGUARD_LOG_LEVEL=WARNING \
+    MAILGUARD_WEB_LISTEN= MAILGUARD_DOWNLOAD_LISTEN= \
+    exec "$PYTHON" -m mailguard serve) >"$dir/serve.log" 2>&1 &
+  MG_PID=$!
+  MG_DB="$dir/var/mailguard.sqlite3"
+  wait_port $MG_PORT
+  sleep 5   # steady state: let the content-inspection workers and receivers finish starting
+}
+stop_mailguard() { kill -TERM "$MG_PID"; wait "$MG_PID" 2>/dev/null || true; }
 
 mg_delivered() {
-  "$PYTHON" - "$WORK/mg/var/mailguard.sqlite3" <<'EOF'
+  "$PYTHON" - "$MG_DB" <<'EOF'
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=30)
 print(db.execute("SELECT count(*) FROM messages WHERE state = 'delivered'").fetchone()[0])
@@ -71,7 +77,7 @@ run() {   # run NAME PORT COUNT_FUNCTION
   t1=$(now)
   until [ "$($count)" -ge "$MESSAGES" ]; do sleep 0.1; done
   t2=$(now)
-  "$PYTHON" -c "import sys; n=$MESSAGES; a=$t1-$t0; e=$t2-$t0; print(f'{sys.argv[1]:<10} {n:>8} {a:>9.2f}s {n/a:>12.0f} {e:>9.2f}s {n/e:>14.0f}')" "$name" >>"$WORK/results"
+  "$PYTHON" -c "import sys; n=$MESSAGES; a=$t1-$t0; e=$t2-$t0; print(f'{sys.argv[1]:<13} {n:>8} {a:>9.2f}s {n/a:>12.0f} {e:>9.2f}s {n/e:>14.0f}')" "$name" >>"$WORK/results"
 }
 
 # --- Postfix: a private instance with its own config and queue ------------------------
@@ -109,8 +115,16 @@ EOF
 }
 pf_delivered() { grep -c "status=sent" "$WORK/postfix.log" 2>/dev/null || echo 0; }
 
-printf '%-10s %8s %10s %12s %10s %14s\n' relay messages accepted "accepted/s" "e2e" "end to end/s" >"$WORK/results"
-run mailguard $MG_PORT mg_delivered
+printf '%-13s %8s %10s %12s %10s %14s\n' relay messages accepted "accepted/s" "e2e" "end to end/s" >"$WORK/results"
+PROCS=$(nproc)
+start_mailguard 1
+run "mailguard 1p" $MG_PORT mg_delivered
+stop_mailguard
+if [ "$PROCS" -gt 1 ]; then
+  start_mailguard "$PROCS"
+  run "mailguard ${PROCS}p" $MG_PORT mg_delivered
+  stop_mailguard
+fi
 setup_postfix
 run postfix $PF_PORT pf_delivered
 

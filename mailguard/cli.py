@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="リレーを起動する (run the relay)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("receive", help="(serve が起動する受付専用プロセス; MAILGUARD_PROCESSES)")
+    p.set_defaults(func=cmd_receive)
 
     q = sub.add_parser("queue", help="キューの操作 (queue)").add_subparsers(required=True, metavar="ACTION")
     p = q.add_parser("list", help="処理中のメール一覧")
@@ -173,6 +175,17 @@ def cmd_serve(settings: Settings, args) -> int:
     except OSError as exc:
         print(f"起動できません (cannot start): {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_receive(settings: Settings, args) -> int:
+    """An SMTP receiver started by ``serve`` (``receivers``); not for people to run."""
+    from .receivers import receive
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").addFilter(_no_login_data_warning)
+    asyncio.run(receive(settings))
     return 0
 
 

@@ -185,7 +185,7 @@ async def serve(settings: Settings) -> None:
     qmgr = QueueManager(settings, db, policies)
     qmgr.content.warm()   # load the detectors' dictionaries before the first message needs them
     handler = RelayHandler(settings, db, qmgr.wake)
-    servers = await start_server(settings, handler)
+    servers = await start_server(settings, handler, reuse_port=settings.processes > 1)
     for server, listener in zip(servers, settings.smtp_listen):
         host, port = server.sockets[0].getsockname()[:2]   # the real port when MAILGUARD_SMTP_LISTEN asks for :0
         tls = {"smtp": "STARTTLS " + ("on" if settings.tls_cert else "off"), "submission": "STARTTLS required, AUTH "
@@ -194,6 +194,12 @@ async def serve(settings: Settings) -> None:
                  listener.mode, tls, settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
 
     console = await _start_console(settings, store, db, policies, servers)
+    receivers = None
+    if settings.processes > 1:
+        from .receivers import Receivers, listen_value
+
+        receivers = Receivers(settings.processes - 1, listen_value(settings, servers), qmgr.wake)
+        receivers.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -207,6 +213,8 @@ async def serve(settings: Settings) -> None:
         log.info("stopping")
         for server in servers:
             server.close()
+        if receivers is not None:
+            await receivers.stop()
         for web in (console, download):
             if web is not None:
                 web.should_exit = True

@@ -220,6 +220,9 @@ class Settings(BaseSettings):
     tsa_url: str = ""
     # The TSA's root certificate (PEM): when set, each token is verified on arrival, not only at verify.
     tsa_ca: Path | None = None
+    # Processes taking SMTP connections (SO_REUSEPORT): serve and N - 1 receivers (``receivers``).
+    # Default: the number of cores. 1: serve alone.
+    processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     delivery_concurrency: int = Field(default=20, gt=0)
     queue_scan_interval: float = Field(default=1.0, gt=0)
     policy_scan_interval: float = Field(default=2.0, gt=0)
@@ -385,7 +388,7 @@ def config_file() -> Path | None:
     """
     explicit = os.environ.get(ENV_PREFIX + "CONFIG", "").strip()
     if explicit:
-        if not Path(explicit).is_file():
+        if not Path(explicit).exists():   # /dev/null: no file on purpose
             raise SettingsError(f"MAILGUARD_CONFIG: file not found: {explicit}")
         return Path(explicit)
     return next((path for path in (SYSTEM_CONFIG, Path(".env")) if path.is_file()), None)

@@ -414,6 +414,7 @@ def relay_env(tmp: Path, port: int, upstream: Upstream | None, dns_port: int, **
         "MAILGUARD_DNS_SERVERS": f"127.0.0.1:{dns_port}",
         "MAILGUARD_DNS_TIMEOUT": "1",
         "MAILGUARD_INSPECT_WORKERS": "1",
+        "MAILGUARD_PROCESSES": "1",          # serve alone unless a test asks for receivers
         "MAILGUARD_WEB_LISTEN": "",          # no console unless a test asks for one (on a free port)
         "MAILGUARD_DOWNLOAD_LISTEN": "",     # no link delivery (protection falls back to the zip) unless asked
     })

@@ -21,7 +21,7 @@ RANK = {
     "check": 4,
     "qmgr": 5, "incident": 5.5,
     "console": 6, "scan": 6, "download": 6,
-    "serve": 7, "cli_records": 7.5, "cli": 8, "__main__": 9, "__init__": 9,
+    "receivers": 6.5, "serve": 7, "cli_records": 7.5, "cli": 8, "__main__": 9, "__init__": 9,
 }
 
 
@@ -64,7 +64,8 @@ STAGE_USES = {
     "console": {"qmgr", "check", "incident"},               # qmgr.actions; check.content.mime for attachment names
     "scan": {"check"},
     "download": {"notices"},                    # tells the sender when a link locks
-    "serve": {"qmgr", "smtpd", "console", "download"},
+    "serve": {"qmgr", "smtpd", "console", "download", "receivers"},
+    "receivers": {"smtpd"},
     "cli_records": {"incident"},
 }
 

@@ -160,7 +160,8 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-async def start_server(settings: Settings, handler: RelayHandler) -> list[asyncio.AbstractServer]:
+async def start_server(settings: Settings, handler: RelayHandler,
+                       reuse_port: bool = False) -> list[asyncio.AbstractServer]:
     """One server per listener of MAILGUARD_SMTP_LISTEN, on the running loop (no Controller thread).
     The connection cap and the AUTH throttle are shared: a client gets no more tries by changing port."""
     context = tls_context(settings)
@@ -194,7 +195,7 @@ async def start_server(settings: Settings, handler: RelayHandler) -> list[asynci
         for listener in settings.smtp_listen:
             servers.append(await loop.create_server(
                 lambda listener=listener: factory(listener), host=listener.address.host,
-                port=listener.address.port, reuse_address=True,
+                port=listener.address.port, reuse_address=True, reuse_port=reuse_port or None,
                 ssl=context if listener.mode == "smtps" else None))
     except OSError:
         for server in servers:

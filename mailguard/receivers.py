@@ -1,0 +1,120 @@
+"""receivers: more SMTP-receiving processes beside ``serve``, so every core takes mail (MAILGUARD_PROCESSES).
+
+``serve`` stays the one process that decides, delivers, runs the console and signs the log;
+with MAILGUARD_PROCESSES = N it starts N − 1 receivers (``python -m mailguard receive``). Each
+binds the same SMTP listeners with SO_REUSEPORT (the kernel spreads new connections over the
+processes), runs the same guards and commits each message to the shared store before its
+``250`` — what a receiver accepted is as durable as what ``serve`` accepted.
+
+The pipes are the whole protocol, so nothing outlives its parent:
+- the receiver writes one byte to its stdout for each message it commits: ``serve`` wakes its
+  queue manager (a hint only: the manager also scans the store every
+  MAILGUARD_QUEUE_SCAN_INTERVAL);
+- the receiver's stdin is ``serve``'s pipe: at EOF (``serve`` stopped or was killed -9) the
+  receiver stops listening, finishes the sessions under way for up to ``GRACE`` seconds, exits;
+- a receiver that dies is started again after ``RESTART_DELAY``.
+Ports asked as :0 are bound by ``serve`` first and handed to receivers by number.
+Settings: MAILGUARD_PROCESSES (default: the number of cores), and all of ``serve``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from .settings import HostPort, Listener, Settings
+from .smtpd import RelayHandler, start_server
+from .store import AsyncStore, Store
+
+log = logging.getLogger("mailguard.receivers")
+GRACE = 10.0          # seconds a stopping receiver gives its sessions under way
+RESTART_DELAY = 1.0   # seconds before a receiver that died is started again
+
+
+def listen_value(settings: Settings, servers) -> str:
+    """MAILGUARD_SMTP_LISTEN with the ports ``serve`` really bound (for :0)."""
+    parts = []
+    for listener, server in zip(settings.smtp_listen, servers):
+        host, port = server.sockets[0].getsockname()[:2]
+        parts.append(f"{Listener(HostPort(listener.address.host, port), listener.mode)}")
+    return ",".join(parts)
+
+
+class Receivers:
+    """``count`` receiver processes, each restarted when it dies, stopped with ``serve``."""
+
+    def __init__(self, count: int, listen: str, wake):
+        self.count, self.listen, self.wake = count, listen, wake
+        self._tasks: list[asyncio.Task] = []
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = False
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._keep(slot)) for slot in range(self.count)]
+
+    async def _keep(self, slot: int) -> None:
+        env = {**os.environ, "MAILGUARD_SMTP_LISTEN": self.listen, "MAILGUARD_RECEIVER_SLOT": str(slot + 1)}
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mailguard", "receive", env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            self._procs[slot] = proc
+            log.info("SMTP receiver %d started (pid %d)", slot + 1, proc.pid)
+            while chunk := await proc.stdout.read(4096):   # one byte per message committed
+                self.wake()
+            code = await proc.wait()
+            if not self._stopping:
+                log.error("SMTP receiver %d (pid %d) exited %s; starting it again", slot + 1, proc.pid, code)
+                await asyncio.sleep(RESTART_DELAY)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for proc in self._procs.values():
+            if proc.returncode is None and proc.stdin is not None:
+                proc.stdin.close()   # EOF: finish the sessions under way and exit
+        waits = [proc.wait() for proc in self._procs.values() if proc.returncode is None]
+        if waits:
+            _, late = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=GRACE + 5)
+            for proc in self._procs.values():
+                if proc.returncode is None:
+                    proc.kill()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def receive(settings: Settings) -> None:
+    """One receiver process (``python -m mailguard receive``): SMTP in, commit, tell ``serve``."""
+    store = Store(settings.db_path)
+    db = AsyncStore(store)
+    out = sys.stdout.buffer
+
+    def accepted() -> None:
+        try:
+            out.write(b"!")
+            out.flush()
+        except (BrokenPipeError, ValueError):   # serve is gone: the stdin EOF stops us
+            pass
+
+    handler = RelayHandler(settings, db, accepted)
+    servers = await start_server(settings, handler, reuse_port=True)
+    log.info("SMTP receiver %s (pid %d) listening on %s", os.environ.get("MAILGUARD_RECEIVER_SLOT", "?"),
+             os.getpid(), settings.smtp_listen and ",".join(str(listener) for listener in settings.smtp_listen))
+    loop = asyncio.get_running_loop()
+    parent_gone = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), lambda: parent_gone.set() if not os.read(sys.stdin.fileno(), 1) else None)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, parent_gone.set)
+    try:
+        await parent_gone.wait()
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+        for server in servers:
+            server.close()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.wait_closed() for s in servers)), GRACE)
+        except TimeoutError:
+            log.warning("receiver stopping with sessions still open after %gs", GRACE)
+        handler.verifier.close()
+        db.close()
