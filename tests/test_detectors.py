@@ -56,6 +56,8 @@ CASES = {
         ("12月の行事\n令和8年12月20日 誕生日会", False),
         ("昭和8年11月20日 に開所しました", False),          # an old date of a building
         ("生年月日 S20.6.28", True),                        # the short 和暦 of forms
+        ("昭和七年七月十八日生", True),                      # kanji numerals
+        ("4月生まれの方のお祝い\n令和8年4月27日 誕生日会", False),   # this year's date is nobody's birth here
         ("S20.6.28", False),
         ("誕生日\t趣味\n昭和10年5月6日\t" + "園芸" * 30, True),      # an 誕生日 column
     ],
@@ -76,6 +78,8 @@ CASES = {
         ("コスモス様", False),                             # a facility named after a flower
         ("利用者 鈴木 様 は認知症", True),                   # a space before the honorific
         ("氏名：木下スミ様", True),                          # 木下 read as a place, then a kana name and 様
+        ("事例: Aさん (80代女性)", False),                   # an anonymised case study
+        ("○○様", False),
         ("利用者 鈴木\u3000様", True),
         ("ご担当者様", False),
         ("皆様", False),
@@ -152,6 +156,7 @@ def test_numbers_read_by_ocr_need_a_check_digit_or_context_near(text, kinds):
     ("ケアプラン一覧", "ケアプラン一覧"),
     ("ISO 9001 と Windows 10", "ISO 9001 と Windows 10"),
     ("後期高齡者 脑梗塞後遗症", "後期高齢者 脳梗塞後遺症"),           # Chinese forms the model gives
+    ("山本卜メ様 小岛正一様", "山本トメ様 小島正一様"),
 ])
 def test_ocr_look_alikes_are_folded(text, folded):
     from mailguard.check.content.ocr import fold
@@ -174,6 +179,8 @@ def test_ocr_look_alikes_are_folded(text, folded):
      "", {"person_name", "phone", "email"}),                        # a quoted mail is not a signature
     ("佐藤様にお渡しください。", "さくら介護 佐藤花子", {"person_name"}),   # a surname + 様 is someone else
     ("佐藤花子が伺います。\n", "さくら介護 佐藤花子", set()),            # the sender's own full name
+    ("認知症ケア研修のご案内です。\n--\nさくら介護 田中 美咲\nTEL 03-1234-5678\n", "", {"disease"}),
+    # care words above the signature do not make the signature someone else's
 ])
 def test_the_senders_own_details_are_not_a_third_partys(body, sender, kinds):
     from mailguard.check.content.detect import normalise

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import time
 import unicodedata
 from importlib import resources
 
@@ -136,9 +137,12 @@ class BirthDate(Detector):
         Pattern("和暦", r"(?:平成|令和)\s*(?:元|\d{1,2})\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日", 0.2),
         Pattern("西暦", r"(?<!\d)(?:19|20)\d{2}\s*[年/.\-]\s*\d{1,2}\s*[月/.\-]\s*\d{1,2}\s*日?(?!\d)", 0.15),
         Pattern("和暦 (略)", r"(?<![A-Za-z])[MTSHR]\s?\d{1,2}[./]\d{1,2}[./]\d{1,2}(?!\d)", 0.2),   # S20.6.28
+        Pattern("和暦 (漢数字)", r"(?:明治|大正|昭和|平成|令和)(?:元|[一二三四五六七八九十]{1,3})年"
+                                r"[一二三四五六七八九十]{1,3}月[一二三四五六七八九十]{1,3}日", 0.45),   # 昭和七年七月十八日
     )
     LETTERS = {"M": "明治", "T": "大正", "S": "昭和", "H": "平成", "R": "令和"}
-    context = ("生年月日", "生まれ", "歳", "誕生日", "(生)", "生)")
+    ERA_START = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019}
+    context = ("生年月日", "生まれ", "歳", "誕生日", "(生)", "生)", "日生")
     COLUMN = ("生年月日", "生年", "誕生日")   # a table's column header: the only context that counts from afar
     NOT_BIRTH = re.compile(r"天皇誕生日|誕生日会|お誕生会")
 
@@ -160,14 +164,30 @@ class BirthDate(Detector):
         return found
 
     def validate(self, value: str) -> bool | None:
-        numbers = [int(n) for n in re.findall(r"\d+", value.replace("元", "1"))]
+        numbers = [int(n) for n in re.findall(r"\d+", _kanji_numerals(value.replace("元", "1")))]
         era = next((e for e in self.ERAS if value.startswith(e)), self.LETTERS.get(value[:1]))
         year, month, day = (numbers[0], numbers[1], numbers[2]) if len(numbers) >= 3 else (0, 0, 0)
         if not (1 <= month <= 12 and 1 <= day <= 31):
             return False
         if era and not 1 <= year <= self.ERAS[era]:
             return False
+        western = year + self.ERA_START[era] - 1 if era else year
+        if western >= time.localtime().tm_year - 1:
+            return False   # this year's or next year's date: an event, nobody's birth in a care record
         return None
+
+
+def _kanji_numerals(text: str) -> str:
+    """七 → 7, 十八 → 18, 二十 → 20 (as dates write them: at most 99)."""
+    digits = dict(zip("一二三四五六七八九", "123456789"))
+
+    def number(match: re.Match) -> str:
+        tens, _, ones = match.group(0).partition("十")
+        if "十" not in match.group(0):
+            return digits.get(tens, tens)
+        return str(int(digits.get(tens, "1") if tens else "1") * 10 + (int(digits[ones]) if ones else 0))
+
+    return re.sub(r"[一二三四五六七八九]?十?[一二三四五六七八九]?", lambda m: number(m) if m.group(0) else "", text)
 
 
 def _person_beside(text: str, start: int, end: int) -> bool:

@@ -71,10 +71,16 @@ def _name_at(morphemes: list, i: int) -> int | None:
     return None
 
 
+ANONYMISED = re.compile(r"[A-Za-zＡ-Ｚａ-ｚ]{1,3}|[○〇●◯×＊*]+|[甲乙丙丁]")   # Aさん, ○○様: a case study
+
+
 def _name_like(m) -> bool:
-    """A word that may be a name before an honorific: a 人名, or a word the dictionary does not know."""
-    pos = m.part_of_speech()
-    return pos[2] == "人名" or (m.is_oov() and len(m.surface()) >= 2 and not m.surface().isdigit())
+    """A word that may be a name before an honorific: a 人名, or a word the dictionary does not know;
+    never a letter or a mark standing for an anonymised person (Aさん, ○○様)."""
+    pos, surface = m.part_of_speech(), m.surface()
+    if ANONYMISED.fullmatch(surface):
+        return False
+    return pos[2] == "人名" or (m.is_oov() and len(surface) >= 2 and not surface.isdigit())
 
 
 def _boundary(morphemes: list, j: int) -> bool:

@@ -191,14 +191,14 @@ _IN_NUMBER = re.compile(r"(?:(?<=\d)|(?<=\d-)|(?<![A-Za-z0-9]))[OolI|〇]+(?=-?\
 _KANA_LIKE = str.maketrans({"八": "ハ", "一": "ー", "口": "ロ", "力": "カ", "工": "エ", "二": "ニ", "夕": "タ",
                             "卜": "ト"})
 _KANA_RUN = re.compile(r"(?<=[ァ-ヺー])[八一口力工二夕卜]+(?=[ァ-ヺー])"
-                       r"|(?<![一-龥々])[八一口力工二夕卜]+(?=[ァ-ヺ])")
+                       r"|(?<![一-龥々])[八一口力工二夕卜]+(?=[ァ-ヺ])|卜(?=[ァ-ヺ])")   # 卜 is all but unused
 
 
 # The recognition model also reads Chinese: where it gives a simplified or traditional form of a
 # character, the Japanese form (後期高齡者 → 齢, 脑梗塞 → 脳, 遗症 → 遺, 样 → 様 …), so the context
 # words and the vocabulary match.
-_JAPANESE_FORMS = str.maketrans("齡脑遗样险护证计号码历药疗压痴呆过载认龄齿毕伤肾脏围颈脚属",
-                                "齢脳遺様険護証計号碼歴薬療圧痴呆過載認齢歯畢傷腎臓囲頸脚属")
+_JAPANESE_FORMS = str.maketrans("齡脑遗样险护证计号码历药疗压痴呆过载认龄齿毕伤肾脏围颈脚属岛营边泽滨广东县桥荣树叶绘纪铃",
+                                "齢脳遺様険護証計号碼歴薬療圧痴呆過載認齢歯畢傷腎臓囲頸脚属島営辺沢浜広東県橋栄樹葉絵紀鈴")
 
 
 def fold(text: str) -> str:

@@ -176,7 +176,7 @@ def _annotations(page, forms) -> tuple[list[str], list[str]]:
             continue
         try:
             if raw.FPDFAnnot_GetSubtype(annot) == raw.FPDF_ANNOT_WIDGET and forms is not None:
-                value = _wide(raw.FPDFAnnot_GetFormFieldValue, forms.raw, annot)
+                value = _field_value(forms, annot)
                 if value.strip():
                     name = _wide(raw.FPDFAnnot_GetFormFieldName, forms.raw, annot)
                     fields.append(f"{name}: {value}" if name else value)
@@ -191,6 +191,20 @@ def _annotations(page, forms) -> tuple[list[str], list[str]]:
         if size > MAX_EXTRA:
             raise Unreadable(f"フォームの入力値・注釈が大きすぎます (1 ページに {MAX_EXTRA:,} 文字超)")
     return fields, notes
+
+
+def _field_value(forms, annot) -> str:
+    """A text field's value; for a check box or radio button, its name when ticked, else nothing
+    (an unticked 既往歴_糖尿病 is not a disease)."""
+    import pypdfium2.raw as raw
+
+    kind = raw.FPDFAnnot_GetFormFieldType(forms.raw, annot)
+    if kind in (raw.FPDF_FORMFIELD_CHECKBOX, raw.FPDF_FORMFIELD_RADIOBUTTON):
+        if not raw.FPDFAnnot_IsChecked(forms.raw, annot):
+            return ""
+        export = _wide(raw.FPDFAnnot_GetFormFieldExportValue, forms.raw, annot)
+        return export if export and export not in ("Yes", "On") else "✓"
+    return _wide(raw.FPDFAnnot_GetFormFieldValue, forms.raw, annot)
 
 
 MAX_STRING = 1 << 20   # bytes of one field value or note (UTF-16): a larger one makes the file unscannable

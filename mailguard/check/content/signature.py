@@ -13,7 +13,7 @@ fresh install. Dropped here, after detection:
 - in a body, a full name (surname and given name) that is the sender's own (the display name
   of From:, or its last part: さくら介護 佐藤花子).
 
-Nothing is dropped from a part that holds anything sensitive, and the roster never is: a
+Nothing is dropped from a block that holds anything sensitive, and the roster never is: a
 resident's name is not made the sender's by standing in a signature.
 """
 
@@ -36,9 +36,11 @@ def own_data(found: list[Detection], body: str, sender: str) -> list[Detection]:
     """``found`` without what belongs to the sender (see the module's manual); ``body`` is the
     normalised text of a body ("" for an attachment: nothing is dropped), ``sender`` the From
     display name."""
-    if not body or any(d.sensitive for d in found):
+    if not body:
         return found
     block = signature_block(body)
+    if block and any(d.sensitive and block[0] <= d.start < block[1] for d in found):
+        block = None   # care data in it: not a signature
     own = _own_names(sender)
     kept = []
     for d in found:
