@@ -79,6 +79,8 @@ CASES = {
         ("利用者 鈴木 様 は認知症", True),                   # a space before the honorific
         ("氏名：木下スミ様", True),                          # 木下 read as a place, then a kana name and 様
         ("事例: Aさん (80代女性)", False),                   # an anonymised case study
+        ("ケアマネジャーから、キムラツル（96歳・要介護1）の件", True),   # unknown to the dictionary, with an age
+        ("事例: A（85歳・女性）", False),
         ("○○様", False),
         ("利用者 鈴木\u3000様", True),
         ("ご担当者様", False),

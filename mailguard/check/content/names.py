@@ -68,7 +68,20 @@ def _name_at(morphemes: list, i: int) -> int | None:
         nxt += 1   # 鈴木 様: a space before the honorific
     if nxt < len(morphemes) and morphemes[nxt].surface() in HONORIFICS and _name_like(m):
         return nxt
+    if _name_like(m) and _age_follows(morphemes, i + 1):
+        return i   # キムラツル（96歳・要介護1）: a name the dictionary does not know, with an age
     return None
+
+
+def _age_follows(morphemes: list, j: int) -> bool:
+    """「（96歳」 or 「(満96歳」 right after: an age in brackets after a word is a person's."""
+    surfaces = [m.surface() for m in morphemes[j: j + 4]]
+    if not surfaces or surfaces[0] not in ("(", "（"):
+        return False
+    rest = surfaces[1:]
+    if rest and rest[0] == "満":
+        rest = rest[1:]
+    return len(rest) >= 2 and rest[0].isdigit() and rest[1] == "歳"
 
 
 ANONYMISED = re.compile(r"[A-Za-zＡ-Ｚａ-ｚ]{1,3}|[○〇●◯×＊*]+|[甲乙丙丁]")   # Aさん, ○○様: a case study
