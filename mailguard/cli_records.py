@@ -34,7 +34,12 @@ class NoDatabase(Exception):
 def _store(settings: Settings) -> Store:
     """The relay's store. Never creates one: a command run from another folder, or with another
     configuration, must not make an empty database and report "0 通" from it."""
-    if not settings.db_path.is_file():
+    try:
+        found = settings.db_path.is_file()
+    except PermissionError:
+        raise NoDatabase(f"データディレクトリ {settings.data_dir} を読めません (権限がありません)。\n"
+                         "リレーと同じユーザーで実行してください (例: sudo -u mailguard mailguard ...)。") from None
+    if not found:
         from .settings import config_file
 
         source = config_file()

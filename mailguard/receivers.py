@@ -23,8 +23,10 @@ import asyncio
 import logging
 import os
 import signal
+import stat
 import sys
 
+from . import metrics
 from .settings import HostPort, Listener, Settings
 from .smtpd import RelayHandler, start_server
 from .store import AsyncStore, Store
@@ -62,8 +64,11 @@ class Receivers:
                 sys.executable, "-m", "mailguard", "receive", env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
             self._procs[slot] = proc
+            if self._stopping:   # stop() began while it was starting: it gets its EOF now
+                proc.stdin.close()
             log.info("SMTP receiver %d started (pid %d)", slot + 1, proc.pid)
             while chunk := await proc.stdout.read(4096):   # one byte per message committed
+                metrics.ACCEPTED.labels(metrics.NODE).inc(len(chunk))
                 self.wake()
             code = await proc.wait()
             if not self._stopping:
@@ -75,26 +80,29 @@ class Receivers:
         for proc in self._procs.values():
             if proc.returncode is None and proc.stdin is not None:
                 proc.stdin.close()   # EOF: finish the sessions under way and exit
-        waits = [proc.wait() for proc in self._procs.values() if proc.returncode is None]
+        waits = [asyncio.ensure_future(proc.wait()) for proc in self._procs.values() if proc.returncode is None]
         if waits:
-            _, late = await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=GRACE + 5)
-            for proc in self._procs.values():
-                if proc.returncode is None:
-                    proc.kill()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.wait(waits, timeout=GRACE + 5)
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                log.error("SMTP receiver pid %d did not stop within %gs; killed", proc.pid, GRACE + 5)
+                proc.kill()
+        _, stuck = await asyncio.wait(self._tasks, timeout=5) if self._tasks else ((), ())
+        for task in stuck:
+            task.cancel()
 
 
 async def receive(settings: Settings) -> None:
     """One receiver process (``python -m mailguard receive``): SMTP in, commit, tell ``serve``."""
     store = Store(settings.db_path)
     db = AsyncStore(store)
-    out = sys.stdout.buffer
+    out = sys.stdout.fileno()
+    os.set_blocking(out, False)   # a serve that stops reading must never freeze this loop before a 250
 
     def accepted() -> None:
         try:
-            out.write(b"!")
-            out.flush()
-        except (BrokenPipeError, ValueError):   # serve is gone: the stdin EOF stops us
+            os.write(out, b"!")
+        except OSError:   # a full pipe or serve gone: the byte is only a wake-up hint
             pass
 
     handler = RelayHandler(settings, db, accepted)
@@ -103,18 +111,29 @@ async def receive(settings: Settings) -> None:
              os.getpid(), settings.smtp_listen and ",".join(str(listener) for listener in settings.smtp_listen))
     loop = asyncio.get_running_loop()
     parent_gone = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), lambda: parent_gone.set() if not os.read(sys.stdin.fileno(), 1) else None)
+    stdin = sys.stdin.fileno()
+    watching = stat.S_ISFIFO(os.fstat(stdin).st_mode)   # started by serve: its pipe; by hand: signals only
+    if watching:
+        loop.add_reader(stdin, lambda: parent_gone.set() if not os.read(stdin, 1) else None)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, parent_gone.set)
     try:
         await parent_gone.wait()
     finally:
-        loop.remove_reader(sys.stdin.fileno())
+        if watching:
+            loop.remove_reader(stdin)
         for server in servers:
             server.close()
-        try:
-            await asyncio.wait_for(asyncio.gather(*(s.wait_closed() for s in servers)), GRACE)
-        except TimeoutError:
-            log.warning("receiver stopping with sessions still open after %gs", GRACE)
+        await _sessions_done(handler, GRACE)
         handler.verifier.close()
         db.close()
+
+
+async def _sessions_done(handler: RelayHandler, seconds: float) -> None:
+    """Wait until no session is open (each has had its 250 or gone), at most ``seconds``. Python
+    3.11's ``Server.wait_closed`` does not wait for the connections of a closed server."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while handler.connections.total and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    if handler.connections.total:
+        log.warning("receiver stopping with %d session(s) still open after %gs", handler.connections.total, seconds)

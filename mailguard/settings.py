@@ -221,8 +221,9 @@ class Settings(BaseSettings):
     # The TSA's root certificate (PEM): when set, each token is verified on arrival, not only at verify.
     tsa_ca: Path | None = None
     # Processes taking SMTP connections (SO_REUSEPORT): serve and N - 1 receivers (``receivers``).
-    # Default: the number of cores. 1: serve alone.
-    processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # Default 1 (serve alone): the connection cap and AUTH lockout are per process (N processes, N
+    # times the tries for a password guesser); on 2 cores a receiver did not raise the throughput.
+    processes: int = Field(default=1, ge=1, le=64)
     delivery_concurrency: int = Field(default=20, gt=0)
     queue_scan_interval: float = Field(default=1.0, gt=0)
     policy_scan_interval: float = Field(default=2.0, gt=0)
@@ -387,11 +388,15 @@ def config_file() -> Path | None:
         SettingsError: MAILGUARD_CONFIG names a file that does not exist.
     """
     explicit = os.environ.get(ENV_PREFIX + "CONFIG", "").strip()
-    if explicit:
-        if not Path(explicit).exists():   # /dev/null: no file on purpose
-            raise SettingsError(f"MAILGUARD_CONFIG: file not found: {explicit}")
-        return Path(explicit)
-    return next((path for path in (SYSTEM_CONFIG, Path(".env")) if path.is_file()), None)
+    try:
+        if explicit:
+            if not (Path(explicit).is_file() or explicit == os.devnull):   # /dev/null: no file, on purpose
+                raise SettingsError(f"MAILGUARD_CONFIG: file not found: {explicit}")
+            return Path(explicit).resolve()
+        return next((path.resolve() for path in (SYSTEM_CONFIG, Path(".env")) if path.is_file()), None)
+    except PermissionError as exc:
+        raise SettingsError(f"MAILGUARD_CONFIG: cannot read {exc.filename} (permission denied): run the CLI as the"
+                            " relay's user, e.g. sudo -u mailguard mailguard ...") from None
 
 
 def load_settings(**overrides: object) -> Settings:

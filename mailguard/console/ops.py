@@ -49,4 +49,6 @@ def _allowed(request: Request, settings: Settings) -> bool:
         ip = ipaddress.ip_address(request.client.host if request.client else "")
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped   # a dual-stack listener's ::ffff:127.0.0.1
     return any(ip in net for net in settings.metrics_networks)

@@ -78,6 +78,7 @@ class RelayHandler:
         self.settings = settings
         self.db = db
         self.on_accepted = on_accepted
+        self.connections = None   # the listeners' ConnectionLimiter, set by start_server
         self.verifier = Verifier(threads=2, name="smtp-auth")
 
     async def authenticate(self, login: str, password: str) -> User | None:

@@ -66,6 +66,11 @@ class ConnectionLimiter:
     def count(self, client: str) -> int:
         return self._open.get(client, 0)
 
+    @property
+    def total(self) -> int:
+        """Connections open now, all clients together (a stopping receiver waits for 0)."""
+        return sum(self._open.values())
+
 
 class AuthThrottle:
     """AUTH failures per user name and per client address, in a sliding window."""

@@ -167,6 +167,7 @@ async def start_server(settings: Settings, handler: RelayHandler,
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
     connections = ConnectionLimiter(settings.smtp_max_connections_per_client)
+    handler.connections = connections   # who stops listening can wait for the sessions under way
     throttle = AuthThrottle.from_settings(settings)
     checks = CheckQueue(handler.verifier.threads)
 
