@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"設定エラー (settings error):\n{exc}", file=sys.stderr)
         return 2
+    from .store.db import SchemaTooNew
+
     try:
         return args.func(settings, args) or 0
-    except NoDatabase as exc:
+    except (NoDatabase, SchemaTooNew) as exc:
         print(str(exc), file=sys.stderr)
         return 2
 
@@ -53,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("receive", help="(serve が起動する受付専用プロセス; MAILGUARD_PROCESSES)")
     p.set_defaults(func=cmd_receive)
+    db = sub.add_parser("db", help="データベース (database)").add_subparsers(required=True, metavar="ACTION")
+    p = db.add_parser("migrate", help="スキーマを今の版に更新する (serve も起動時に行います)")
+    p.set_defaults(func=cmd_db_migrate)
 
     q = sub.add_parser("queue", help="キューの操作 (queue)").add_subparsers(required=True, metavar="ACTION")
     p = q.add_parser("list", help="処理中のメール一覧")
@@ -175,6 +180,13 @@ def cmd_serve(settings: Settings, args) -> int:
     except OSError as exc:
         print(f"起動できません (cannot start): {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_db_migrate(settings: Settings, args) -> int:
+    """``mailguard db migrate``: the schema to this version (an existing database only)."""
+    before, after = _store(settings).migrated   # applied as the store opened
+    print(f"スキーマ {before} → {after}" if before != after else f"スキーマ {after}: 更新は不要です")
     return 0
 
 

@@ -140,8 +140,12 @@ def lock_data_dir(settings: Settings) -> int:
 
 
 def open_store(settings: Settings) -> Store:
+    from .store.db import SchemaTooNew
+
     try:
         return Store(settings.db_path)
+    except SchemaTooNew as exc:
+        raise StartupError(str(exc)) from None
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StartupError(f"データディレクトリ {settings.data_dir.resolve()} に書き込めません ({reason})。"

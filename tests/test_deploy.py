@@ -51,3 +51,27 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start_and_names_the_fir
     assert f"PID {relay.proc.pid}" in second.stderr and "2 つ目のサーバーは起動できません" in second.stderr
     relay.kill()                                           # the lock dies with its process, even on kill -9
     relay.start()
+
+
+def test_a_database_from_a_newer_mailguard_is_refused_and_an_older_one_migrated(make_relay, tmp_path):
+    import sqlite3
+
+    from mailguard.store.db import SCHEMA_VERSION
+
+    relay = make_relay().start()
+    relay.stop()
+    database = tmp_path / "var" / "mailguard.sqlite3"
+    conn = sqlite3.connect(database)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.execute("PRAGMA user_version = 0")                     # as an older release left it
+    conn.commit()
+    migrated = relay.cli("db", "migrate")
+    assert f"スキーマ 0 → {SCHEMA_VERSION}" in migrated.stdout
+    assert "更新は不要" in relay.cli("db", "migrate").stdout
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")   # as a newer release left it
+    conn.commit()
+    conn.close()
+    refused = subprocess.run([sys.executable, "-m", "mailguard", "serve"], env=relay.env, cwd=relay.tmp,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and f"スキーマ {SCHEMA_VERSION + 1}" in refused.stderr
+    assert "更新してください" in _cli(relay.env, relay.tmp, "queue", "list").stderr

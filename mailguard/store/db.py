@@ -90,8 +90,20 @@ def private_file(path: Path) -> None:
         os.chmod(path, 0o600)
 
 
+SCHEMA_VERSION = 2   # PRAGMA user_version this code writes; 1: the columns added up to 2026-11, 2: TSA tokens
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer mailguard; ``str()`` says so in Japanese, with both versions."""
+
+
 class Database:
-    """Synchronous access to the database at ``path`` (created on first use)."""
+    """Synchronous access to the database at ``path`` (created on first use).
+
+    Versioned schema (``PRAGMA user_version``): opening applies the migrations this code knows
+    (``migrate``) and refuses a database whose version is newer than ``SCHEMA_VERSION``
+    (``SchemaTooNew``): an older mailguard must not write tables it does not understand.
+    """
 
     def __init__(self, path: Path, *, readonly: bool = False):
         """``readonly``: open an existing database for reading only (``mailguard scan``):
@@ -113,11 +125,33 @@ class Database:
         self._conn.execute("PRAGMA foreign_keys=ON")
         # deleted rows (copies carrying link secrets, finished content) are overwritten, not left in free pages
         self._conn.execute("PRAGMA secure_delete=ON")
-        self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA
-                                    + timestamps.SCHEMA)
-        self._migrate()
+        self.migrated = self.migrate()   # (version found, version now)
 
-    def _migrate(self) -> None:
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> tuple[int, int]:
+        """Bring the schema to ``SCHEMA_VERSION``: (version before, version after). Every step is
+        idempotent (CREATE IF NOT EXISTS, a column added only when missing), so a database of any
+        earlier version, or one a crash left half migrated, ends the same.
+
+        Raises:
+            SchemaTooNew: the database's version is newer than this code's.
+        """
+        with self._lock:
+            before = self.schema_version()
+            if before > SCHEMA_VERSION:
+                raise SchemaTooNew(f"データベース {self.path} は新しい mailguard (スキーマ {before}) で作られています。"
+                                   f"この mailguard はスキーマ {SCHEMA_VERSION} までしか扱えません。mailguard を"
+                                   "更新してください (データベースには何も書いていません)。")
+            self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA
+                                     + timestamps.SCHEMA)
+            self._add_columns()
+            if before != SCHEMA_VERSION:
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return before, SCHEMA_VERSION
+
+    def _add_columns(self) -> None:
         """Columns added after the first release of the schema."""
         for table, column, kind in (("recipients", "deliver_to", "TEXT"),
                                     ("messages", "original_content", "BLOB"),
