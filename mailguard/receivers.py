@@ -57,6 +57,11 @@ class Receivers:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._keep(slot)) for slot in range(self.count)]
 
+    def health(self) -> list[tuple[str, bool]]:
+        """(name, running) of each receiver, for ``/healthz``."""
+        return [(f"receiver {slot + 1}", slot in self._procs and self._procs[slot].returncode is None)
+                for slot in range(self.count)]
+
     async def _keep(self, slot: int) -> None:
         env = {**os.environ, "MAILGUARD_SMTP_LISTEN": self.listen, "MAILGUARD_RECEIVER_SLOT": str(slot + 1)}
         while not self._stopping:

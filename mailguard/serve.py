@@ -71,15 +71,18 @@ async def _start_web(app, listen: HostPort, settings: Settings, what: str, varia
     return server, port
 
 
-async def _start_console(settings: Settings, store: Store, db: AsyncStore, policies: PolicyWatcher, servers):
-    """The review console on MAILGUARD_WEB_LISTEN (with /metrics and /healthz); None when unset."""
+async def _start_console(settings: Settings, store: Store, db: AsyncStore, policies: PolicyWatcher, servers,
+                         others=lambda: []):
+    """The review console on MAILGUARD_WEB_LISTEN (with /metrics and /healthz); None when unset.
+    ``others``: () -> [(name, up)] of more parts /healthz reports (the receivers)."""
     if settings.web_listen is None:
         return None
     from .console.app import create_app
 
     def listeners():
         return [(f"{HostPort(*server.sockets[0].getsockname()[:2])}/{listener.mode}" if server.sockets
-                 else str(listener), server.is_serving()) for listener, server in zip(settings.smtp_listen, servers)]
+                 else str(listener), server.is_serving())
+                for listener, server in zip(settings.smtp_listen, servers)] + others()
 
     server, _ = await _start_web(create_app(settings, store, policies, db, listeners), settings.web_listen, settings,
                                  "console", "MAILGUARD_WEB_LISTEN")
@@ -197,13 +200,14 @@ async def serve(settings: Settings) -> None:
         log.info("mailguard listening on %s (%s: %s); delivering to %s; data in %s", HostPort(host, port),
                  listener.mode, tls, settings.upstream or f"outbox {settings.outbox_dir}", settings.data_dir)
 
-    console = await _start_console(settings, store, db, policies, servers)
     receivers = None
     if settings.processes > 1:
         from .receivers import Receivers, listen_value
 
         receivers = Receivers(settings.processes - 1, listen_value(settings, servers), qmgr.wake)
         receivers.start()
+    console = await _start_console(settings, store, db, policies, servers,
+                                   receivers.health if receivers is not None else (lambda: []))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -68,7 +68,8 @@ def test_implicit_tls_accepts_auth_at_once(listeners, upstream):
         client.rset()
         assert client.docmd("AUTH", PLAIN_AUTH)[0] == 235
         client.sendmail(STAFF, [f"colleague2@{INTERNAL}"], _message(f"colleague2@{INTERNAL}"))
-    upstream.wait_to(f"colleague2@{INTERNAL}")
+    [got] = upstream.wait_to(f"colleague2@{INTERNAL}")
+    assert "with ESMTPSA" in got.message["Received"]          # RFC 3848: TLS and AUTH, from the first byte
 
 
 def test_the_plain_listener_still_relays_for_trusted_printers(listeners, upstream):

@@ -24,13 +24,23 @@ def _alive(pid: int) -> bool:
 
 
 def test_every_message_accepted_by_any_process_is_delivered_once(make_relay, upstream):
-    relay = make_relay(MAILGUARD_PROCESSES="2").start()
-    wait_for(lambda: "SMTP receiver 1 (pid" in relay.log(), what="the receiver listening")
+    import httpx
+
+    from conftest import free_port, listening
+
+    web = free_port()
+    relay = make_relay(MAILGUARD_PROCESSES="2", MAILGUARD_WEB_LISTEN=f"127.0.0.1:{web}").start()
+    wait_for(lambda: "SMTP receiver 1 (pid" in relay.log() and listening(web), what="the receiver listening")
+    health = httpx.get(f"http://127.0.0.1:{web}/healthz").json()
+    assert health["status"] == "ok" and health["listeners"]["receiver 1"] == "ok"
     for n in range(20):   # a connection each: the kernel spreads them over both processes
         with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as client:
             client.sendmail(STAFF, [f"c{n}@{INTERNAL}"], f"Subject: {n}\r\n\r\nhello\r\n".encode())
     wait_for(lambda: len(upstream.messages) == 20, timeout=20, what="20 deliveries")
     assert sorted(m.rcpt_tos[0] for m in upstream.messages) == sorted(f"c{n}@{INTERNAL}" for n in range(20))
+    metrics = httpx.get(f"http://127.0.0.1:{web}/metrics").text   # what both processes accepted
+    assert any(line.startswith("mailguard_messages_accepted_total") and line.endswith(" 20.0")
+               for line in metrics.splitlines()), metrics
     assert relay.stop() == 0
     assert not any(_alive(pid) for pid in _receiver_pids(relay))
 

@@ -87,6 +87,8 @@ class GuardSMTP(SMTP):
                 return
             self._client = client
         super().connection_made(transport)
+        if self.listener.mode == "smtps" and self.session is not None and self.session.ssl is None:
+            self.session.ssl = transport.get_extra_info("ssl_object")   # TLS from the first byte: ESMTPSA
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
