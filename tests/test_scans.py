@@ -131,6 +131,25 @@ def test_ocr_runs_in_the_scan_workers_never_in_the_relays_process():
     assert out.stdout.split("\n")[-2] == "sensitive []"
 
 
+def test_a_scan_pasted_into_a_word_file_is_read():
+    import io
+
+    import docx
+
+    from documents import DOCX, paper
+
+    picture = io.BytesIO()
+    paper(CARE_PLAN_LINES).save(picture, "PNG")
+    document = docx.Document()
+    document.add_paragraph("ケアプランを送ります。")
+    document.add_picture(io.BytesIO(picture.getvalue()))
+    out = io.BytesIO()
+    document.save(out)
+    report = scan(message(attachments=[("ケアプラン.docx", out.getvalue(), DOCX)]))
+    assert report.level == "sensitive"
+    assert any("画像 image1.png 1ページ (OCR)" in place for place in _attachment(report).places)
+
+
 def test_personal_data_only_in_form_fields_is_found():
     form = form_pdf([("氏名", "佐藤 花子"), ("被保険者番号", "1400012345"), ("傷病名", "糖尿病")])
     report = scan(message(attachments=[("申請書.pdf", form, PDF)]))

@@ -27,6 +27,7 @@ _MAX_COMPRESSION_RATIO, _MAX_DEPTH (through ``Limits.from_settings``).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.header import decode_header
@@ -314,10 +315,37 @@ def _embedded(data: bytes, where: str, attachment: str, depth: int, budget: _Bud
     if depth + 1 > budget.limits.max_depth:
         out.unscannable.append(Unscannable(where, f"入れ子が深すぎます (上限 {budget.limits.max_depth} 階層)", attachment))
         return
-    for info, inner in zipsafe.members(data, budget.limits.zip_caps(), wanted=lambda n: n.startswith(EMBEDDINGS)):
+    for info, inner in zipsafe.members(data, budget.limits.zip_caps(), wanted=_embedded_wanted):
         name = info.filename.rsplit("/", 1)[-1]
-        extract_file(name, inner, "application/octet-stream", f"{where} › 埋め込み {name}", attachment,
-                     depth + 1, budget, out)
+        if info.filename.startswith(MEDIA):
+            _picture(inner, f"{where} › 画像 {name}", attachment, budget, out)
+        else:
+            extract_file(name, inner, "application/octet-stream", f"{where} › 埋め込み {name}", attachment,
+                         depth + 1, budget, out)
+
+
+MEDIA = ("word/media/", "xl/media/", "ppt/media/")
+PICTURES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
+ICON = 150   # pixels: a picture smaller than this both ways is an icon or a logo, not a pasted scan
+
+
+def _embedded_wanted(name: str) -> bool:
+    return name.startswith(EMBEDDINGS) or (ocr.available() and name.startswith(MEDIA)
+                                           and name.lower().endswith(PICTURES))
+
+
+def _picture(data: bytes, where: str, attachment: str, budget: _Budget, out: Extraction) -> None:
+    """A picture in an Office file (a scan pasted into Word): read by OCR like an attachment,
+    unless it is an icon."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width < ICON and image.height < ICON:
+                return
+    except (OSError, ValueError, SyntaxError):
+        pass   # _image says what is wrong with it
+    _image(data, where, attachment, budget, out)
 
 
 def _kind(name: str, ctype: str, data: bytes) -> str:

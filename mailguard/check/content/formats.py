@@ -16,7 +16,8 @@ a password-protected file, ``zipsafe.Refused``
 for a member past the caps, and the library's exception for a broken file: the
 caller (``extract``) makes each of them ``unscannable``. Files embedded in an Office
 document (``*/embeddings/``: a workbook in a letter, an OLE object) are read by
-``extract`` like attachments of their own; pictures in them are not read. CPU-bound: run in a worker.
+``extract`` like attachments of their own, and their pictures by OCR (a scan pasted into a
+letter). CPU-bound: run in a worker.
 """
 
 from __future__ import annotations
