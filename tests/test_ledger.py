@@ -189,6 +189,16 @@ def test_signed_checkpoints_catch_an_edit_a_recomputed_chain_and_a_truncation(ma
         assert result.returncode == 1 and expected in result.stderr, (name, result.stderr)
 
 
+def test_a_new_install_signs_its_log_soon_after_the_first_mail(make_relay, upstream):
+    """Not 10 minutes later: 'log verify --public-key' must work on the day the office starts."""
+    relay = make_relay().start()                               # MAILGUARD_CHECKPOINT_INTERVAL: 600 s
+    send(relay, [f"colleague@{INTERNAL}"])
+    wait_for(lambda: relay.store._conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] >= 1,
+             what="a checkpoint while running")
+    result = _verify(relay, relay.tmp / "var", "--checkpoints", str(relay.tmp / "var" / "checkpoints.jsonl"))
+    assert result.returncode == 0, result.stderr
+
+
 def test_records_past_their_retention_go_and_the_chain_still_verifies_across_the_gap(make_relay, upstream, tmp_path):
     import time
 

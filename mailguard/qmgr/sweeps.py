@@ -29,9 +29,12 @@ INTERVAL = 30.0
 
 class Sweeps:
     def __init__(self, settings: Settings, db, policies: PolicyWatcher, spawn: Callable, wake: Callable):
+        """Checkpoints: every round until the first one is made (a new install), then every
+        MAILGUARD_CHECKPOINT_INTERVAL."""
         self.settings, self.db, self.policies, self.spawn, self.wake = settings, db, policies, spawn, wake
         self._next = 0.0
         self._next_checkpoint = 0.0
+        self._first_made = False   # until the first checkpoint: tried every round, not every interval
         self._stamping: asyncio.Task | None = None
         self.key = checkpoints.signing_key(settings.data_dir)
 
@@ -43,6 +46,7 @@ class Sweeps:
             made = await asyncio.to_thread(self.db.store.checkpoint, self.key,
                                            self.settings.data_dir / "checkpoints.jsonl")
             if made:
+                self._first_made = True
                 log.info("send log checkpoint: %d entries, head %s, signed", made["size"], made["head"])
         except Exception:
             log.exception("signing a send-log checkpoint failed; tried again at the next interval")
@@ -64,8 +68,11 @@ class Sweeps:
 
     async def maybe_run(self, now: float) -> None:
         if now >= self._next_checkpoint:
-            self._next_checkpoint = now + self.settings.checkpoint_interval
             await self.checkpoint()
+            # a fresh install signs its log at the first sweep that has entries, not 10 minutes later
+            self._next_checkpoint = now + (self.settings.checkpoint_interval if self._first_made
+                                           else min(self.settings.checkpoint_interval, INTERVAL,
+                                                    10 * self.settings.queue_scan_interval))
         if now < self._next:
             return
         self._next = now + min(INTERVAL, 10 * self.settings.queue_scan_interval)

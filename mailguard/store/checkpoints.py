@@ -115,7 +115,8 @@ def verify(conn: sqlite3.Connection, public: Ed25519PublicKey, checkpoints: list
     heads = dict(conn.execute("SELECT seq, hash FROM send_log"))
     last = max(heads, default=0)
     if heads and not checkpoints:
-        problems.append("署名つきチェックポイントが 1 つもありません (すべて削除された可能性があります)")
+        problems.append("署名つきチェックポイントが 1 つもありません (最初の送信から 30 秒以内と停止時に作られます。"
+                        "それより後なら、削除された可能性があります)")
     purged = sendlog.purged_through(conn)
     for cp in checkpoints:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(cp["at"]))
