@@ -282,3 +282,13 @@ def test_a_timeout_never_undoes_a_decision_made_an_instant_before(tmp_path):
     with pytest.raises(TransitionError):
         store.act(queue_id, "confirm_timeout", "system:timeout")           # the sweep, an instant later
     assert store.get(queue_id).state is State.READY
+
+
+@pytest.mark.parametrize("actor, shown", [
+    ("web:boss", "boss"), ("cli:root", "root (管理コマンド)"), ("cli", "管理者 (管理コマンド)"),
+    ("system:timeout", "自動処理"), ("link:staff@sakura-kaigo.example.jp", "staff@sakura-kaigo.example.jp"),
+])
+def test_the_sender_is_told_who_approved_without_internal_prefixes(actor, shown):
+    from mailguard.notices.compose import actor_name
+
+    assert actor_name(actor) == shown

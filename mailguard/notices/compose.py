@@ -129,6 +129,19 @@ def approval_request(message: QueuedMessage, verdict_findings, to: str, settings
                    to=to)
 
 
+def actor_name(actor: str) -> str:
+    """Who acted, as staff read it: ``web:boss`` → boss, ``cli:root`` → root (管理コマンド),
+    ``system:timeout`` → 自動処理; never the internal prefix."""
+    kind, _, name = actor.partition(":")
+    if kind == "web" and name:
+        return name
+    if kind == "cli":
+        return f"{name or '管理者'} (管理コマンド)"
+    if kind == "system":
+        return "自動処理"
+    return name or actor
+
+
 def approved(message: QueuedMessage, actor: str, comment: str, settings: Settings) -> Submission | None:
     if not message.envelope.mail_from:
         return None
@@ -138,7 +151,7 @@ def approved(message: QueuedMessage, actor: str, comment: str, settings: Setting
         f"  件名:     {one_line(message.subject) or '(件名なし)'}",
         f"  宛先:     {', '.join(message.envelope.rcpt_tos)}",
         f"  受付番号: {message.queue_id}",
-        f"  承認者:   {actor}",
+        f"  承認者:   {actor_name(actor)}",
     ] + ([f"  コメント: {comment}"] if comment else [])
     return _notice(message, f"【mailguard】承認されました: {one_line(message.subject, 120) or '(件名なし)'}", lines, settings)
 
