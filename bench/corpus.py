@@ -348,18 +348,22 @@ OCR_FORMATS = ("scan-pdf-200", "scan-pdf-300", "fax-fine", "fax-std", "photo")
 QUICK_NEGATIVES = ("body-text", "body-html", "docx", "xlsx", "pdf-text", "scan-pdf-200", "fax-fine")
 
 
-def plan(quick: bool = False) -> list[tuple[str, str, str, Content, random.Random]]:
-    """(id, format, renderer option, content, its generator) for each document of PLAN; ``quick``:
-    the first positive of each format and 7 negatives (20). The generator goes on to the renderer."""
+def plan(quick: bool = False, table: dict | None = None, prefix: str = "",
+         quick_negatives: tuple[str, ...] = QUICK_NEGATIVES, make=None) -> list[tuple[str, str, str, Content, random.Random]]:
+    """(id, format, renderer option, content, its generator) for each document of ``table`` (this
+    module's PLAN by default; ids ``prefix`` + P/N + number); ``quick``: the first positive of each
+    format and the negatives of ``quick_negatives`` (20 here). ``make(name)`` finds a generator (this
+    module's by default). The generator goes on to the renderer."""
+    make = make or (lambda name: globals()[name])
     out, number = [], 0
-    for fmt, (positives, negatives) in PLAN.items():
+    for fmt, (positives, negatives) in (table or PLAN).items():
         for sign, entries in (("P", positives.split()), ("N", negatives.split())):
             for i, entry in enumerate(entries):
                 number += 1
-                if quick and not (i == 0 and (sign == "P" or fmt in QUICK_NEGATIVES)):
+                if quick and not (i == 0 and (sign == "P" or fmt in quick_negatives)):
                     continue
                 gen, _, option = entry.partition(":")
-                doc_id = f"{sign}{number:02d}"
+                doc_id = f"{prefix}{sign}{number:02d}"
                 rng = random.Random(f"{SEED}-{doc_id}")
-                out.append((doc_id, fmt, option, globals()[gen](rng), rng))
+                out.append((doc_id, fmt, option, make(gen)(rng), rng))
     return out

@@ -367,17 +367,6 @@ QUICK_NEGATIVES = ("body-text", "docx", "pdf-form", "scan-pdf-150", "fax-std")
 
 
 def plan(quick: bool = False) -> list[tuple[str, str, str, Content, random.Random]]:
-    """As corpus.plan, ids H01…: ``quick`` keeps the first positive of each format and 5 negatives (17)."""
-    out, number = [], 0
-    for fmt, (positives, negatives) in PLAN.items():
-        for sign, entries in (("P", positives.split()), ("N", negatives.split())):
-            for i, entry in enumerate(entries):
-                number += 1
-                if quick and not (i == 0 and (sign == "P" or fmt in QUICK_NEGATIVES)):
-                    continue
-                gen, _, option = entry.partition(":")
-                doc_id = f"H{sign}{number:02d}"
-                rng = random.Random(f"{C.SEED}-{doc_id}")
-                make = getattr(C, gen[2:]) if gen.startswith("C.") else globals()[gen]
-                out.append((doc_id, fmt, option, make(rng), rng))
-    return out
+    """As corpus.plan, ids H…: ``quick`` keeps the first positive of each format and 5 negatives (17)."""
+    return C.plan(quick, PLAN, "H", QUICK_NEGATIVES,
+                  lambda gen: getattr(C, gen[2:]) if gen.startswith("C.") else globals()[gen])

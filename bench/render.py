@@ -357,12 +357,4 @@ def form_pdf(fields: list[tuple[str, str]]) -> bytes:
             widgets.append(top[-1])
     objects[0] = f"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [{' '.join(f'{n} 0 R' for n in top)}] >> >>"
     objects[2] = f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Annots [{' '.join(f'{n} 0 R' for n in widgets)}] >>"
-    out, offsets = bytearray(b"%PDF-1.7\n"), []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode()
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return D.pdf_file(objects)

@@ -136,6 +136,11 @@ def form_pdf(fields: list[tuple[str, str]]) -> bytes:
     for i, (name, value) in enumerate(fields):
         objects.append(f"<< /Type /Annot /Subtype /Widget /FT /Tx /T {text(name)} /V {text(value)}"
                        f" /Rect [180 {740 - 40 * i} 480 {760 - 40 * i}] /P 3 0 R >>")
+    return pdf_file(objects)
+
+
+def pdf_file(objects: list[str]) -> bytes:
+    """A PDF from its object bodies (object 1 the catalog), with a correct xref table (ISO 32000-1 §7.5)."""
     out, offsets = bytearray(b"%PDF-1.7\n"), []
     for number, body in enumerate(objects, 1):
         offsets.append(len(out))
