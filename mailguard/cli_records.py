@@ -34,6 +34,8 @@ class NoDatabase(Exception):
 def _store(settings: Settings) -> Store:
     """The relay's store. Never creates one: a command run from another folder, or with another
     configuration, must not make an empty database and report "0 通" from it."""
+    if settings.database_url:   # PostgreSQL: the server's own tables, wherever the CLI runs
+        return Store(settings.database_url)
     try:
         found = settings.db_path.is_file()
     except PermissionError:

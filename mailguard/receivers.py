@@ -99,7 +99,7 @@ class Receivers:
 
 async def receive(settings: Settings) -> None:
     """One receiver process (``python -m mailguard receive``): SMTP in, commit, tell ``serve``."""
-    store = Store(settings.db_path)
+    store = Store(settings.database)
     db = AsyncStore(store)
     out = sys.stdout.fileno()
     os.set_blocking(out, False)   # a serve that stops reading must never freeze this loop before a 250

@@ -146,10 +146,16 @@ def open_store(settings: Settings) -> Store:
     from .store.db import SchemaTooNew
 
     try:
-        return Store(settings.db_path)
+        return Store(settings.database)
     except SchemaTooNew as exc:
         raise StartupError(str(exc)) from None
-    except (OSError, sqlite3.Error) as exc:
+    except Exception as exc:
+        if settings.database_url and type(exc).__module__.startswith("psycopg"):
+            where = settings.database_url.rpartition("@")[2]   # never the password
+            raise StartupError(f"PostgreSQL ({where}) に接続できません: {str(exc).strip()[:300]}\n"
+                               "MAILGUARD_DATABASE_URL、サーバーの起動、ユーザーの権限を確認してください。") from None
+        if not isinstance(exc, (OSError, sqlite3.Error)):
+            raise
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StartupError(f"データディレクトリ {settings.data_dir.resolve()} に書き込めません ({reason})。"
                            "MAILGUARD_DATA_DIR と、その持ち主・権限を確認してください。") from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -24,65 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .endpoints import LISTENER_MODES, HostPort, Listener  # noqa: F401  (re-exported: settings.HostPort)
+
 ENV_PREFIX = "MAILGUARD_"
-
-
-@dataclass(frozen=True)
-class HostPort:
-    """A listener or upstream address, from ``host:port`` or ``[v6addr]:port``."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "HostPort":
-        text = text.strip()
-        if text.startswith("["):
-            host, sep, port = text[1:].partition("]:")
-        else:
-            host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError(f"expected host:port (e.g. 127.0.0.1:2525), got {text!r}")
-        return cls(host, int(port))
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-LISTENER_MODES = ("smtp", "submission", "smtps")
-
-
-@dataclass(frozen=True)
-class Listener:
-    """One SMTP listener, from ``host:port[/mode]``:
-
-    - ``smtp`` (port 25, printers and trusted networks): STARTTLS offered when there is a
-      certificate; AUTH only after it; trusted networks relay without AUTH;
-    - ``submission`` (587, RFC 6409 with RFC 3207): STARTTLS before any other command, then AUTH
-      is required for every message, whatever network the client is on;
-    - ``smtps`` (465, RFC 8314 §3.3): TLS from the first byte, AUTH required.
-
-    Without ``/mode``, port 587 is submission, 465 smtps, any other smtp.
-    """
-
-    address: HostPort
-    mode: str = "smtp"
-
-    @classmethod
-    def parse(cls, text: str) -> "Listener":
-        where, _, mode = text.strip().partition("/")
-        address = HostPort.parse(where)
-        mode = mode.strip().lower() or {587: "submission", 465: "smtps"}.get(address.port, "smtp")
-        if mode not in LISTENER_MODES:
-            raise ValueError(f"unknown listener mode {mode!r} in {text.strip()!r}: use /smtp, /submission or /smtps")
-        return cls(address, mode)
-
-    @property
-    def auth_required(self) -> bool:
-        return self.mode != "smtp"
-
-    def __str__(self) -> str:
-        return f"{self.address}/{self.mode}"
 
 
 def _dns_server(text: str) -> HostPort:
@@ -147,6 +90,12 @@ class Settings(BaseSettings):
     hostname: str = Field(default_factory=socket.getfqdn)
     data_dir: Path = Path("./var")
     policies_dir: Path = Path("./policies")
+    # PostgreSQL shared by several nodes (postgresql://user@host/db; a password goes in ~/.pgpass or
+    # PGPASSWORD, not here). Empty: the SQLite file in data_dir (one node).
+    database_url: str = Field(default="", pattern=r"^$|^postgres(ql)?://")
+    # Seconds a node's claim on a message (being decided or delivered) lasts unless renewed: after a
+    # node dies, another takes its messages over this long after its last renewal.
+    lease_seconds: float = Field(default=60.0, ge=2)
 
     # Upstream (smarthost). Empty: every message is written to <data_dir>/outbox as .eml.
     upstream: Annotated[HostPort | None, NoDecode] = None
@@ -360,12 +309,13 @@ class Settings(BaseSettings):
         return self.download_url.rstrip("/")
 
     @property
-    def links_dir(self) -> Path:
-        return self.data_dir / "links"
-
-    @property
     def db_path(self) -> Path:
         return self.data_dir / "mailguard.sqlite3"
+
+    @property
+    def database(self) -> Path | str:
+        """What ``Store`` opens: the PostgreSQL URL, else the SQLite file in the data directory."""
+        return self.database_url or self.db_path
 
     @property
     def outbox_dir(self) -> Path:

@@ -227,6 +227,8 @@ def test_cli_shows_approves_and_verifies_the_log(relay, upstream):
     assert f"nurse@{INTERNAL}" in relay.cli("log", "--sender", f"nurse@{INTERNAL}").stdout
     assert relay.cli("log", "--sender", f"clerk@{INTERNAL}").stdout == ""
     assert "chain intact" in relay.cli("log", "--verify").stdout
+    if relay.env.get("MAILGUARD_DATABASE_URL"):
+        return   # tampering with the SQLite file; on PostgreSQL: test_cluster.py
     relay.stop()
     db = sqlite3.connect(relay.tmp / "var" / "mailguard.sqlite3")
     try:

@@ -46,6 +46,7 @@ from ..settings import Settings
 from ..smtp import Attempt, Deliverer
 from ..store import AsyncStore, LogEntry
 from . import holds, webhooks
+from .leases import Leases
 from .sweeps import Sweeps
 from .settle import parties, settle
 
@@ -79,6 +80,7 @@ class QueueManager:
         # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
         self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
         self.sweeps = Sweeps(settings, db, policies, self._spawn, self.wake)
+        self.leases = Leases(settings, db, lambda: [*self._deciding, *self._active], self._recovered, self.rescan)
         self.facts = FactGatherer(settings, db, dns=settings.dns_checks)
         self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
                                         settings.inspect_max_memory)
@@ -89,7 +91,18 @@ class QueueManager:
     def wake(self) -> None:
         self._wake.set()
 
+    def rescan(self) -> None:
+        """Search the store now, not at the next interval (another node's action, a lease taken back)."""
+        self._next_full_scan = 0.0
+        self.wake()
+
+    def _recovered(self, queue_ids: list[str]) -> None:
+        for queue_id in queue_ids:
+            self._queue_for_delivery(queue_id)
+        self._dispatch()
+
     async def run(self) -> None:
+        self._spawn(self.leases.run())
         while not self._stopping:
             try:
                 await self.scan()
@@ -117,6 +130,11 @@ class QueueManager:
             await asyncio.gather(*still, return_exceptions=True)
         for message, attempt in list(self._unrecorded.values()):   # a last try: else delivered again after restart
             await self._record_safely(message, attempt)
+        self.leases.stop()
+        try:   # what this node did not get to decide is for the other nodes now, not after its lease
+            await self.db.release_leases()
+        except Exception:
+            log.exception("releasing this node's leases failed; they expire in %.0f s", self.settings.lease_seconds)
         for task in list(self._background):
             task.cancel()
         await self.sweeps.checkpoint(final=True)   # the log as it stands at stop, signed (and stamped)
@@ -163,7 +181,8 @@ class QueueManager:
         if self._stopping or len(self._deciding) >= MAX_DECIDING or (self._deciding and room <= 0):
             return
         batch = await self.db.incoming(limit=INCOMING_BATCH, max_bytes=max(room, 1),
-                                       exclude=[*self._failed_decisions, *self._deciding])
+                                       exclude=[*self._failed_decisions, *self._deciding],
+                                       lease=self.settings.lease_seconds)
         if not batch or self._stopping:
             return
         self._deciding.update({m.queue_id: m.size for m in batch})
@@ -305,7 +324,7 @@ class QueueManager:
 
     async def _deliver(self, queue_id: str) -> None:
         try:
-            message = await self.db.claim(queue_id)
+            message = await self.db.claim(queue_id, lease=self.settings.lease_seconds)
             if message is None:
                 return
             try:

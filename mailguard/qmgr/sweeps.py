@@ -9,6 +9,7 @@
 - checkpoints: every MAILGUARD_CHECKPOINT_INTERVAL, the send log's size and head signed
   (``store.checkpoints``), in the database and in ``<data_dir>/checkpoints.jsonl``, then
   stamped by the time-stamping authority of MAILGUARD_TSA_URL when there is one (``tsa``).
+Several nodes (PostgreSQL): one node at a time runs them, the holder of the ``sweeps`` job lease.
 On failure: logged; the next round tries again. Nothing here stops the scan.
 """
 
@@ -41,7 +42,10 @@ class Sweeps:
     async def checkpoint(self, final: bool = False) -> None:
         """Sign the send log's size and head (MAILGUARD_CHECKPOINT_INTERVAL, and at stop), then have
         it stamped: in the background, one round at a time, so a slow TSA never holds up the queue;
-        at stop, a last round of at most ``tsa.FINAL`` seconds."""
+        at stop, a last round of at most ``tsa.FINAL`` seconds. Several nodes: the one running the
+        sweeps signs."""
+        if final and self.db.store.shared and not await self._ours():
+            return
         try:
             made = await asyncio.to_thread(self.db.store.checkpoint, self.key,
                                            self.settings.data_dir / "checkpoints.jsonl")
@@ -66,7 +70,20 @@ class Sweeps:
         except Exception:
             log.exception("time-stamping the send-log checkpoints failed; tried again at the next interval")
 
+    async def _ours(self) -> bool:
+        """Several nodes: the sweeps run on one of them at a time (a job lease in the store), so each
+        reminder, escalation, timeout and checkpoint happens once. One node: always."""
+        if not self.db.store.shared:
+            return True
+        try:
+            return await self.db.take_job("sweeps", 3 * INTERVAL)
+        except Exception:
+            log.exception("taking the sweeps' lease failed; tried again at the next scan")
+            return False
+
     async def maybe_run(self, now: float) -> None:
+        if (now >= self._next_checkpoint or now >= self._next) and not await self._ours():
+            return
         if now >= self._next_checkpoint:
             await self.checkpoint()
             # a fresh install signs its log at the first sweep that has entries, not 10 minutes later

@@ -86,7 +86,8 @@ class AccountStore:
     def use_token(self, nonce: str) -> bool:
         """Spend a notice link's nonce: True the first time, False ever after."""
         with self._write() as conn:
-            return conn.execute("INSERT OR IGNORE INTO used_tokens VALUES (?, ?)",
+            return conn.execute("INSERT INTO used_tokens (nonce, used_at) VALUES (?, ?)"
+                                " ON CONFLICT (nonce) DO NOTHING",
                                 (nonce, time.time())).rowcount == 1
 
     def record_admin(self, event: str, actor: str, detail: dict) -> None:

@@ -1,17 +1,16 @@
-"""The database: one SQLite file, its schema, durable transactions and group commit.
+"""The database: its schema, its versions, durable transactions and group commit.
 
-Durability: WAL journal with ``synchronous=FULL``: a transaction is on disk when
-``commit`` returns, which is what lets the SMTP front answer ``250`` after
-``accept``. ``busy_timeout`` lets the CLI and the server share the file.
-Security: the data directory is made 0700 and the database 0600 whatever the
-umask (it holds every message, password hashes and generated zip passwords);
-SQLite gives its -wal and -shm files the database's mode.
+Two databases behind one interface: the embedded SQLite file (``sqlite``, the default) and
+PostgreSQL (``postgres``, MAILGUARD_DATABASE_URL) for several nodes sharing one queue. The store
+modules write their SQL once; the backend says what differs (placeholders, types, locking).
+Durability: a transaction is on disk when ``commit`` returns (SQLite: WAL, ``synchronous=FULL``;
+PostgreSQL: ``synchronous_commit``), which is what lets the SMTP front answer ``250`` after ``accept``.
+Raw bodies live in ``message_bodies``, apart from the ``messages`` row whose state changes: a
+state change never rewrites a body.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import approvals, checkpoints, ledger, links, retention, sendlog, timestamps
+from .sqlite import private_dir, private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -41,9 +41,20 @@ CREATE TABLE IF NOT EXISTS messages (
     attempts        INTEGER NOT NULL DEFAULT 0,
     findings        TEXT NOT NULL DEFAULT '[]',
     updated_at      REAL NOT NULL,
-    content         BLOB NOT NULL
+    lease_owner     TEXT,
+    lease_expires   REAL
 );
 CREATE INDEX IF NOT EXISTS messages_state ON messages(state);
+CREATE TABLE IF NOT EXISTS message_bodies (
+    queue_id         TEXT PRIMARY KEY,
+    content          BLOB NOT NULL,
+    original_content BLOB
+);
+CREATE TABLE IF NOT EXISTS job_leases (
+    name    TEXT PRIMARY KEY,
+    owner   TEXT NOT NULL,
+    expires REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS recipients (
     queue_id  TEXT NOT NULL REFERENCES messages(queue_id),
     position  INTEGER NOT NULL,
@@ -75,22 +86,9 @@ CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions(username);
 """
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700: only the relay's user may enter."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
-
-
-def private_file(path: Path) -> None:
-    """Create ``path`` if missing, and make it 0600."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)
-
-
-SCHEMA_VERSION = 2   # PRAGMA user_version this code writes; 1: the columns added up to 2026-11, 2: TSA tokens
+# The version this code writes (SQLite: PRAGMA user_version; PostgreSQL: mailguard_schema).
+# 1: the columns added up to 2026-11; 2: TSA tokens; 3: bodies in message_bodies, leases.
+SCHEMA_VERSION = 3
 
 
 class SchemaTooNew(Exception):
@@ -98,69 +96,78 @@ class SchemaTooNew(Exception):
 
 
 class Database:
-    """Synchronous access to the database at ``path`` (created on first use).
+    """Synchronous access to the database at ``target``: a ``Path`` (SQLite, created on first use)
+    or a ``postgresql://`` URL (MAILGUARD_DATABASE_URL).
 
-    Versioned schema (``PRAGMA user_version``): opening applies the migrations this code knows
-    (``migrate``) and refuses a database whose version is newer than ``SCHEMA_VERSION``
-    (``SchemaTooNew``): an older mailguard must not write tables it does not understand.
+    ``node``: who holds the leases this process takes (``host/pid/random``: unique per run).
+    Versioned schema: opening applies the migrations this code knows (``migrate``) and refuses a
+    database whose version is newer than ``SCHEMA_VERSION`` (``SchemaTooNew``): an older
+    mailguard must not write tables it does not understand.
     """
 
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, target: Path | str, *, readonly: bool = False, node: str = ""):
         """``readonly``: open an existing database for reading only (``mailguard scan``):
         no file is created, no mode changed, no schema touched."""
-        self.path = path
+        import os
+        import secrets
+        import socket
+
+        self.node = node or f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
         self._lock = threading.RLock()
         self._in_batch = False
-        if readonly:
-            self._conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30,
-                                         isolation_level=None, check_same_thread=False)
-            self._conn.row_factory = sqlite3.Row
-            return
-        private_dir(path.parent)
-        private_file(path)
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        # deleted rows (copies carrying link secrets, finished content) are overwritten, not left in free pages
-        self._conn.execute("PRAGMA secure_delete=ON")
-        self.migrated = self.migrate()   # (version found, version now)
+        if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+            from .postgres import Backend
+
+            self.path: Path | None = None
+            self._backend = Backend(target, readonly=readonly)
+        else:
+            from .sqlite import Backend
+
+            self.path = Path(target)
+            self._backend = Backend(self.path, readonly=readonly)
+        self.shared = self._backend.shared
+        if not readonly:
+            self.migrated = self.migrate()   # (version found, version now)
+
+    @property
+    def _conn(self):
+        return self._backend.conn
 
     def schema_version(self) -> int:
-        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+        return self._backend.version()
 
     def migrate(self) -> tuple[int, int]:
         """Bring the schema to ``SCHEMA_VERSION``: (version before, version after). Every step is
         idempotent (CREATE IF NOT EXISTS, a column added only when missing), so a database of any
-        earlier version, or one a crash left half migrated, ends the same.
+        earlier version, or one a crash left half migrated, ends the same. Nodes that start
+        together migrate one after the other.
 
         Raises:
             SchemaTooNew: the database's version is newer than this code's.
         """
-        with self._lock:
+        with self._lock, self._backend.migrating():
             before = self.schema_version()
             if before > SCHEMA_VERSION:
-                raise SchemaTooNew(f"データベース {self.path} は新しい mailguard (スキーマ {before}) で作られています。"
-                                   f"この mailguard はスキーマ {SCHEMA_VERSION} までしか扱えません。mailguard を"
+                raise SchemaTooNew(f"データベース {self._backend.name} は新しい mailguard (スキーマ {before}) で作られて"
+                                   f"います。この mailguard はスキーマ {SCHEMA_VERSION} までしか扱えません。mailguard を"
                                    "更新してください (データベースには何も書いていません)。")
-            self._conn.executescript(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA
-                                     + timestamps.SCHEMA)
+            self._backend.script(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA
+                                 + timestamps.SCHEMA)
             self._add_columns()
+            self._move_bodies()
             if before != SCHEMA_VERSION:
-                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._backend.set_version(SCHEMA_VERSION)
             return before, SCHEMA_VERSION
 
     def _add_columns(self) -> None:
         """Columns added after the first release of the schema."""
         for table, column, kind in (("recipients", "deliver_to", "TEXT"),
-                                    ("messages", "original_content", "BLOB"),
                                     ("recipients", "copy", "INTEGER"),
                                     ("recipients", "protection", "TEXT"),
+                                    ("messages", "lease_owner", "TEXT"), ("messages", "lease_expires", "REAL"),
                                     *(("messages", c, k) for c, k in approvals.COLUMNS + retention.COLUMNS)):
-            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if column not in self._backend.columns(table):
+                self._backend.script(f"ALTER TABLE {table} ADD COLUMN {column} {kind};")
                 if column == "held_at":   # mail held before the upgrade starts its approval clock now
                     self._conn.execute("UPDATE messages SET held_at = ? WHERE state IN"
                                        " ('awaiting_approval', 'awaiting_confirmation')", (time.time(),))
@@ -169,11 +176,24 @@ class Database:
         self._conn.execute("CREATE INDEX IF NOT EXISTS messages_unpurged ON messages(updated_at)"
                            " WHERE content_purged_at IS NULL")
 
+    def _move_bodies(self) -> None:
+        """Version 3: bodies out of ``messages`` (an older database kept them in its rows)."""
+        columns = self._backend.columns("messages")
+        if "content" not in columns:
+            return
+        original = "original_content" if "original_content" in columns else "NULL"
+        with self._write() as conn:
+            conn.execute("INSERT INTO message_bodies (queue_id, content, original_content)"
+                         f" SELECT queue_id, content, {original} FROM messages ON CONFLICT (queue_id) DO NOTHING")
+            for column in ("content", "original_content"):
+                if column in columns:
+                    conn.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+
     def close(self) -> None:
-        self._conn.close()
+        self._backend.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[Any]:
         """One durable write transaction; rolled back on any exception.
 
         Inside ``run_batch`` the batch's transaction is used instead, and the
@@ -183,13 +203,26 @@ class Database:
             if self._in_batch:
                 yield self._conn
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._conn.execute("COMMIT")
+
+    def _begin(self) -> None:
+        self._backend.ensure()
+        for statement in self._backend.begin:
+            try:
+                self._conn.execute(statement)
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def run_batch(self, calls: list[tuple[Callable[..., Any], tuple, dict]]) -> list[tuple[bool, Any]]:
         """Group commit: run several calls in one transaction, one fsync for all.
@@ -201,9 +234,9 @@ class Database:
         """
         outcomes: list[tuple[bool, Any]] = []
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._in_batch = True
             try:
+                self._begin()
+                self._in_batch = True
                 for fn, args, kwargs in calls:
                     self._conn.execute("SAVEPOINT call")
                     try:
@@ -216,13 +249,13 @@ class Database:
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._in_batch = False
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                self._rollback()
                 return [(False, exc)] * len(calls)
         return outcomes
 
-    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list:
         with self._lock:
+            self._backend.ensure()
             return self._conn.execute(sql, tuple(args)).fetchall()
 
     def state_counts(self) -> dict[str, int]:
@@ -232,3 +265,21 @@ class Database:
     def ping(self) -> bool:
         """The database answers a query (``/healthz``); raises when it does not."""
         return self._read("SELECT 1")[0][0] == 1
+
+    def listen(self, on_wake: Callable[[], None], stop: Callable[[], bool]) -> None:
+        """Blocking, on a thread of its own: ``on_wake()`` whenever another node's action asks every
+        node to look at the queue now (PostgreSQL ``LISTEN``), until ``stop()``. SQLite: returns."""
+        if self.shared:
+            from .postgres import listen
+
+            listen(self._backend.url, on_wake, stop)
+
+    def take_job(self, name: str, seconds: float, *, now: float | None = None) -> bool:
+        """A cluster-wide job lease (``sweeps``): True while this node holds ``name``, taken when free
+        or expired and renewed by the holder for ``seconds``; what it guards then runs on one node."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            return conn.execute("INSERT INTO job_leases (name, owner, expires) VALUES (?,?,?)"
+                                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
+                                " WHERE job_leases.owner = excluded.owner OR job_leases.expires < ?",
+                                (name, self.node, now + seconds, now)).rowcount == 1

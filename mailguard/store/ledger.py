@@ -57,7 +57,8 @@ PROTECTION_LABELS = {"link": "ダウンロードリンク", "zip": "暗号化 zi
 
 
 def write_facts(conn: sqlite3.Connection, queue_id: str, provision: Provision) -> None:
-    conn.execute("INSERT OR REPLACE INTO provision_facts (queue_id, level, items, persons) VALUES (?,?,?,?)",
+    conn.execute("INSERT INTO provision_facts (queue_id, level, items, persons) VALUES (?,?,?,?) ON CONFLICT (queue_id)"
+                 " DO UPDATE SET level = excluded.level, items = excluded.items, persons = excluded.persons",
                  (queue_id, provision.level, json.dumps(list(provision.items), ensure_ascii=False),
                   json.dumps(list(provision.persons), ensure_ascii=False)))
 

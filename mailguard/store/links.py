@@ -9,6 +9,8 @@ the console the links of a message with their state (未開封 / 開封済み).
 - Files live in ``<data_dir>/links/<queue id>/<n>.bin`` (0600 in 0700 directories),
   written and fsync'd before the rows that name them commit; a directory no open
   link names (a crash between the two, or every link closed) is removed by ``sweep``.
+  On PostgreSQL (several nodes, any of which may serve the download) they are rows of
+  ``link_files``, written in the same transaction.
 - A link's life: created with its message; ``sent_at`` and ``expires_at`` (sent +
   MAILGUARD_LINK_LIFETIME) are set when its copy is delivered (``finish``); closed
   as ``revoked`` (sender, manager, CLI), ``expired``, ``locked`` (too many wrong
@@ -63,6 +65,12 @@ CREATE TABLE IF NOT EXISTS links (
     closed_at         REAL
 );
 CREATE INDEX IF NOT EXISTS links_queue_id ON links(queue_id);
+CREATE TABLE IF NOT EXISTS link_files (
+    queue_id  TEXT NOT NULL,
+    idx       INTEGER NOT NULL,
+    blob      BLOB NOT NULL,
+    PRIMARY KEY (queue_id, idx)
+);
 CREATE TABLE IF NOT EXISTS copies (
     queue_id  TEXT NOT NULL,
     copy      INTEGER NOT NULL,
@@ -125,7 +133,7 @@ class LinkStore:
 
     @property
     def links_dir(self) -> Path:
-        return self.path.parent / "links"
+        return self.path.parent / "links" if self.path else Path("/nonexistent")
 
     def _link_files(self, queue_id: str) -> Path:
         return self.links_dir / queue_id
@@ -133,7 +141,10 @@ class LinkStore:
     def write_protected(self, conn: sqlite3.Connection, queue_id: str, protected: vault.Protected, *,
                         lifetime: float, max_downloads: int, max_failures: int, now: float) -> None:
         """Files first (fsync'd), then the rows, in the caller's transaction."""
-        if protected.files:
+        if protected.files and self.shared:
+            conn.executemany("INSERT INTO link_files (queue_id, idx, blob) VALUES (?,?,?)",
+                             [(queue_id, i, f.blob) for i, f in enumerate(protected.files)])
+        elif protected.files:
             self._write_files(queue_id, protected.files)
         listing = json.dumps([{"name": f.name, "size": f.size, "ctype": f.ctype} for f in protected.files],
                              ensure_ascii=False)
@@ -195,6 +206,12 @@ class LinkStore:
         return [_link(r) for r in rows]
 
     def read_blob(self, queue_id: str, index: int) -> bytes:
+        """A sealed file; FileNotFoundError when it is gone (its links closed)."""
+        if self.shared:
+            rows = self._read("SELECT blob FROM link_files WHERE queue_id = ? AND idx = ?", (queue_id, index))
+            if not rows:
+                raise FileNotFoundError(f"{queue_id}/{index}")
+            return bytes(rows[0][0])
         return (self._link_files(queue_id) / f"{index}.bin").read_bytes()
 
     def record_use(self, link_id: str, event: str, access: dict[str, Any], *, now: float | None = None) -> Link | None:
@@ -251,8 +268,12 @@ class LinkStore:
                     conn.execute("UPDATE links SET closed = ?, closed_at = ? WHERE link_id = ?", (why, now, row["link_id"]))
                     self._log_link(conn, _link(row), f"link_{why}", now)
                     closed.append(row["link_id"])
-            needed = {r[0] for r in conn.execute("SELECT DISTINCT queue_id FROM links WHERE closed IS NULL")}
-            self._remove_unneeded(needed)
+            if self.shared:
+                conn.execute("DELETE FROM link_files WHERE queue_id NOT IN"
+                             " (SELECT queue_id FROM links WHERE closed IS NULL)")
+            else:
+                self._remove_unneeded({r[0] for r in conn.execute("SELECT DISTINCT queue_id FROM links"
+                                                                  " WHERE closed IS NULL")})
         return closed
 
     def _remove_unneeded(self, needed: set[str]) -> None:

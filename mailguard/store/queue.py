@@ -10,7 +10,6 @@ delivery claim, say): the second finds the state changed and is refused.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import replace
 from typing import Any, Iterable
@@ -55,6 +54,7 @@ MESSAGE_COLUMNS = (
     " message_id, subject, size, received_at, release_at, next_attempt_at, expires_at,"
     " attempts, findings"
 )
+WITH_CONTENT = ", content FROM messages JOIN message_bodies USING (queue_id)"   # the body is in a table of its own
 
 
 class TransitionError(Exception):
@@ -82,16 +82,17 @@ class QueueStore:
         with self._write() as conn:
             return self._insert(conn, sub, lifetime=lifetime, now=now)
 
-    def _insert(self, conn: sqlite3.Connection, sub: Submission, *, lifetime: float, now: float) -> str:
+    def _insert(self, conn: Any, sub: Submission, *, lifetime: float, now: float) -> str:
         env = sub.envelope
         conn.execute(
             "INSERT INTO messages (queue_id, state, origin, mail_from, mail_options, smtputf8,"
             " auth_user, client_addr, helo, message_id, subject, size, received_at,"
-            " expires_at, updated_at, content) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (sub.queue_id, State.INCOMING, sub.origin, env.mail_from, json.dumps(env.mail_options),
              int(env.smtputf8), sub.auth_user, sub.client_addr, sub.helo, sub.message_id,
-             sub.subject, len(sub.content), now, now + lifetime, now, sub.content),
+             sub.subject, len(sub.content), now, now + lifetime, now),
         )
+        conn.execute("INSERT INTO message_bodies (queue_id, content) VALUES (?,?)", (sub.queue_id, sub.content))
         conn.executemany(
             "INSERT INTO recipients (queue_id, position, address, status) VALUES (?,?,?,?)",
             [(sub.queue_id, i, rcpt, RecipientStatus.PENDING) for i, rcpt in enumerate(env.rcpt_tos)],
@@ -108,8 +109,8 @@ class QueueStore:
     # --- reading ----------------------------------------------------------------------
 
     def get(self, queue_id: str, *, content: bool = False) -> QueuedMessage | None:
-        cols = MESSAGE_COLUMNS + (", content" if content else "")
-        rows = self._read(f"SELECT {cols} FROM messages WHERE queue_id = ?", (queue_id,))
+        rows = self._read(f"SELECT {MESSAGE_COLUMNS}{WITH_CONTENT if content else ' FROM messages'}"
+                          " WHERE queue_id = ?", (queue_id,))
         return self._messages(rows)[0] if rows else None
 
     def list(self, states: Iterable[State] | None = None, *, sender: str | None = None,
@@ -129,40 +130,70 @@ class QueueStore:
         sql += " ORDER BY queue_id LIMIT ?"
         return self._messages(self._read(sql, [*args, limit]))
 
-    def _messages(self, rows: list[sqlite3.Row]) -> list[QueuedMessage]:
+    def _messages(self, rows: list, conn: Any = None) -> list[QueuedMessage]:
+        """Messages from their rows, with their recipients (read in ``conn``'s transaction when given)."""
         if not rows:
             return []
         ids = [row["queue_id"] for row in rows]
         rcpts: dict[str, list[Recipient]] = {qid: [] for qid in ids}
-        for r in self._read(
-            f"SELECT queue_id, address, status, reply, deliver_to, copy FROM recipients WHERE queue_id IN"
-            f" ({','.join('?' * len(ids))}) ORDER BY queue_id, position", ids,
-        ):
+        sql = (f"SELECT queue_id, address, status, reply, deliver_to, copy FROM recipients WHERE queue_id IN"
+               f" ({','.join('?' * len(ids))}) ORDER BY queue_id, position")
+        for r in (conn.execute(sql, ids).fetchall() if conn is not None else self._read(sql, ids)):
             rcpts[r["queue_id"]].append(_recipient(r))
         return [_message(row, tuple(rcpts[row["queue_id"]])) for row in rows]
 
-    def incoming(self, limit: int = 100, exclude: Iterable[str] = (), max_bytes: int = 64 * 1024 * 1024
-                 ) -> list[QueuedMessage]:
-        """Accepted messages not yet decided, with content, oldest first (``exclude``: ids to skip).
+    def incoming(self, limit: int = 100, exclude: Iterable[str] = (), max_bytes: int = 64 * 1024 * 1024,
+                 *, lease: float = 600.0, now: float | None = None) -> list[QueuedMessage]:
+        """Accepted messages not yet decided, with content, oldest first (``exclude``: ids to skip),
+        each leased to this node for ``lease`` seconds so that no other node decides it too; a lease
+        that expired (its node died mid-decision) is taken over.
 
         At most ``limit`` messages and, past the first, at most ``max_bytes`` of content
         together: a backlog of 25 MB messages must not be read into memory at once.
         """
+        now = time.time() if now is None else now
         skip = list(exclude)
-        sql = "SELECT queue_id, size FROM messages WHERE state = ?"
+        sql = "SELECT queue_id, size FROM messages WHERE state = ? AND (lease_owner IS NULL OR lease_owner = ?" \
+              " OR lease_expires < ?)"
         if skip:
             sql += f" AND queue_id NOT IN ({','.join('?' * len(skip))})"
-        ids, total = [], 0
-        for row in self._read(sql + " ORDER BY queue_id LIMIT ?", (State.INCOMING, *skip, limit)):
-            if ids and total + row["size"] > max_bytes:
-                break
-            ids.append(row["queue_id"])
-            total += row["size"]
+        with self._write() as conn:
+            ids, total = [], 0
+            for row in conn.execute(sql + " ORDER BY queue_id LIMIT ?",
+                                    (State.INCOMING, self.node, now, *skip, limit)).fetchall():
+                if ids and total + row["size"] > max_bytes:
+                    break
+                ids.append(row["queue_id"])
+                total += row["size"]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            conn.execute(f"UPDATE messages SET lease_owner = ?, lease_expires = ? WHERE queue_id IN ({marks})",
+                         (self.node, now + lease, *ids))
+            rows = conn.execute(f"SELECT {MESSAGE_COLUMNS}{WITH_CONTENT} WHERE queue_id IN ({marks})"
+                                " ORDER BY queue_id", ids).fetchall()
+            return self._messages(rows, conn)
+
+    def release_leases(self) -> int:
+        """At stop: give up this node's leases on messages it had not decided (returns how many)."""
+        with self._write() as conn:
+            return conn.execute("UPDATE messages SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?"
+                                " AND state = ?", (self.node, State.INCOMING)).rowcount
+
+    def renew_leases(self, queue_ids: Iterable[str], lease: float, *, now: float | None = None) -> list[str]:
+        """Extend this node's leases on ``queue_ids`` (being decided or delivered) by ``lease`` seconds
+        from ``now``. Returns the ids whose lease another node has taken meanwhile."""
+        ids = list(queue_ids)
         if not ids:
             return []
-        rows = self._read(f"SELECT {MESSAGE_COLUMNS}, content FROM messages WHERE queue_id IN"
-                          f" ({','.join('?' * len(ids))}) AND state = ? ORDER BY queue_id", (*ids, State.INCOMING))
-        return self._messages(rows)
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(ids))
+        with self._write() as conn:
+            conn.execute(f"UPDATE messages SET lease_expires = ? WHERE lease_owner = ? AND queue_id IN ({marks})",
+                         (now + lease, self.node, *ids))
+            held = {r[0] for r in conn.execute(f"SELECT queue_id FROM messages WHERE lease_owner = ? AND queue_id IN"
+                                               f" ({marks})", (self.node, *ids))}
+        return [q for q in ids if q not in held]
 
     def due_ids(self, now: float, limit: int = 1000) -> dict[str, list[str]]:
         """Queue ids with work due at ``now``, oldest first: ``expire`` (not yet delivered
@@ -200,11 +231,11 @@ class QueueStore:
 
     # --- state changes: every one through _transition ----------------------------------
 
-    def _state_of(self, conn: sqlite3.Connection, queue_id: str) -> State | None:
+    def _state_of(self, conn: Any, queue_id: str) -> State | None:
         row = conn.execute("SELECT state FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
         return State(row[0]) if row else None
 
-    def _transition(self, conn: sqlite3.Connection, queue_id: str, name: str, new_state: State,
+    def _transition(self, conn: Any, queue_id: str, name: str, new_state: State,
                     entry: LogEntry, **columns: Any) -> QueuedMessage:
         """Apply transition ``name`` (a row of TRANSITIONS) to ``new_state``; raises TransitionError."""
         leaves, reaches = TRANSITIONS[name]
@@ -213,7 +244,8 @@ class QueueStore:
         if current is None or current not in leaves:
             raise TransitionError(queue_id, current, name)
         sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *columns))
-        conn.execute(f"UPDATE messages SET {sets} WHERE queue_id = ?",
+        # a change of state ends any lease on the message (a decision's, a delivery's)
+        conn.execute(f"UPDATE messages SET {sets}, lease_owner = NULL, lease_expires = NULL WHERE queue_id = ?",
                      (new_state, entry.at, *columns.values(), queue_id))
         row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
         rcpts = tuple(_recipient(r) for r in conn.execute(
@@ -246,7 +278,7 @@ class QueueStore:
             detail["transformed"] = list(notes)
         with self._write() as conn:
             if content is not None:
-                conn.execute("UPDATE messages SET original_content = content, content = ? WHERE queue_id = ?",
+                conn.execute("UPDATE message_bodies SET original_content = content, content = ? WHERE queue_id = ?",
                              (content, queue_id))
             for rcpt, address in (deliver_to or {}).items():
                 conn.execute("UPDATE recipients SET deliver_to = ? WHERE queue_id = ? AND address = ?",
@@ -300,10 +332,12 @@ class QueueStore:
                 self.drop_copies(conn, queue_id)
             if notice is not None:
                 self._insert(conn, notice, lifetime=lifetime, now=now)
+            self._backend.wake_others()   # the nodes holding it see the change now, not at their next scan
         return msg
 
-    def claim(self, queue_id: str, *, now: float | None = None) -> QueuedMessage | None:
-        """ready/deferred → delivering, with content; None if someone else acted first.
+    def claim(self, queue_id: str, *, lease: float = 600.0, now: float | None = None) -> QueuedMessage | None:
+        """ready/deferred → delivering, with content, leased to this node for ``lease`` seconds
+        (renewed while the attempt lasts: ``renew_leases``); None if someone else acted first.
         Not logged: the attempt's outcome is (``finish``)."""
         now = time.time() if now is None else now
         with self._write() as conn:
@@ -312,8 +346,8 @@ class QueueStore:
                 return None
             if row[0] == State.DEFERRED and (row[1] or 0) > now:
                 return None   # listed as due, then retried and deferred again meanwhile: not yet
-            conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1"
-                         " WHERE queue_id = ?", (State.DELIVERING, now, queue_id))
+            conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1, lease_owner = ?,"
+                         " lease_expires = ? WHERE queue_id = ?", (State.DELIVERING, now, self.node, now + lease, queue_id))
             copies = self.copies_of(conn, queue_id)
         message = self.get(queue_id, content=True)
         return replace(message, copies=copies) if message is not None and copies else message
@@ -349,22 +383,29 @@ class QueueStore:
                              next_attempt_at=next_attempt_at)
 
     def recover(self, *, now: float | None = None) -> list[str]:
-        """At start: messages caught mid-delivery by a crash go back to ready."""
+        """Messages caught mid-delivery by a crash go back to ready. One node (SQLite): at start,
+        all of them. Several nodes: those whose lease has expired (its node stopped renewing it),
+        checked by every node's scan; a live node's attempts are left alone."""
         now = time.time() if now is None else now
+        sql = "SELECT queue_id FROM messages WHERE state = ?"
+        if self.shared:
+            sql += " AND (lease_expires IS NULL OR lease_expires < ?)"
         with self._write() as conn:
-            ids = [r[0] for r in conn.execute("SELECT queue_id FROM messages WHERE state = ?", (State.DELIVERING,))]
+            ids = [r[0] for r in conn.execute(sql, (State.DELIVERING, now) if self.shared else (State.DELIVERING,))]
             for qid in ids:
                 self._transition(conn, qid, "recover", State.READY,
                                  LogEntry(event="recovered", queue_id=qid, at=now,
                                           detail={"reason": "delivery interrupted by a stop; retrying"}))
+            if not self.shared:   # one node: every lease left is a previous run's (a decision cut short)
+                conn.execute("UPDATE messages SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner IS NOT NULL")
         return ids
 
 
-def _recipient(row: sqlite3.Row) -> Recipient:
+def _recipient(row) -> Recipient:
     return Recipient(row["address"], RecipientStatus(row["status"]), row["reply"], row["deliver_to"], row["copy"])
 
 
-def _message(row: sqlite3.Row, recipients: tuple[Recipient, ...]) -> QueuedMessage:
+def _message(row, recipients: tuple[Recipient, ...]) -> QueuedMessage:
     return QueuedMessage(
         queue_id=row["queue_id"], state=State(row["state"]), origin=Origin(row["origin"]),
         envelope=Envelope(row["mail_from"], tuple(r.address for r in recipients),

@@ -43,8 +43,9 @@ class RetentionStore:
         done = []
         with self._write() as conn:
             for queue_id in self.purgeable(before, limit):
-                conn.execute("UPDATE messages SET content = x'', original_content = NULL, content_purged_at = ?"
-                             " WHERE queue_id = ?", (now, queue_id))
+                conn.execute("UPDATE message_bodies SET content = ?, original_content = NULL WHERE queue_id = ?",
+                             (b"", queue_id))
+                conn.execute("UPDATE messages SET content_purged_at = ? WHERE queue_id = ?", (now, queue_id))
                 conn.execute("DELETE FROM copies WHERE queue_id = ?", (queue_id,))
                 # 本人 of a message never provided to anyone (cancelled, rejected, internal) goes with it
                 conn.execute("DELETE FROM provision_facts WHERE queue_id = ? AND NOT EXISTS"
@@ -76,10 +77,10 @@ class RetentionStore:
             statement = f"mailguard send-log anchor v1\n{through}\n{head}\n{now:.6f}\n".encode()   # at: the purge
             conn.execute("INSERT INTO send_log_anchor (through_seq, head, at, signature) VALUES (?,?,?,?)",
                          (through, head, now, base64.b64encode(key.sign(statement)).decode()))
-            conn.execute("DROP TRIGGER send_log_no_delete")   # the one deliberate deletion, in this transaction
+            # the one deliberate deletion, in this transaction
+            self._backend.allow_delete("send_log", "send_log_no_delete", True)
             gone = conn.execute("DELETE FROM send_log WHERE seq <= ?", (through,)).rowcount
-            conn.execute("CREATE TRIGGER send_log_no_delete BEFORE DELETE ON send_log"
-                         " BEGIN SELECT RAISE(ABORT, 'send log is append-only'); END")
+            self._backend.allow_delete("send_log", "send_log_no_delete", False)
             conn.execute("DELETE FROM ledger WHERE at < ?", (cutoff,))
             conn.execute("DELETE FROM provision_facts WHERE queue_id NOT IN (SELECT queue_id FROM ledger)"
                          " AND queue_id IN (SELECT queue_id FROM messages WHERE content_purged_at IS NOT NULL)")

@@ -109,7 +109,8 @@ def save(conn: sqlite3.Connection, checkpoint: dict, response: TimeStampResponse
     """Keep a checked token in the database and, as a second copy, in the journal."""
     gen_time = response.tst_info.gen_time.timestamp()
     encoded = base64.b64encode(der).decode()
-    conn.execute("INSERT OR IGNORE INTO checkpoint_timestamps (signature, response, gen_time) VALUES (?,?,?)",
+    conn.execute("INSERT INTO checkpoint_timestamps (signature, response, gen_time) VALUES (?,?,?)"
+                 " ON CONFLICT (signature) DO NOTHING",
                  (checkpoint["signature"], encoded, gen_time))
     entry = {"size": checkpoint["size"], "signature": checkpoint["signature"], "timestamp": encoded}
     if journal is not None:
