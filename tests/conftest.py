@@ -464,6 +464,13 @@ def relay(make_relay) -> Relay:
     return make_relay().start()
 
 
+def sqlite_only(relay: Relay, why: str) -> None:
+    """Skip a story that edits or inspects the SQLite file itself when the suite runs on PostgreSQL
+    (its PostgreSQL counterpart is in test_cluster.py)."""
+    if relay.env.get("MAILGUARD_DATABASE_URL"):
+        pytest.skip(f"SQLite file: {why}")
+
+
 def send(relay: Relay, rcpts: list[str], *, sender: str = STAFF, subject: str = "テスト",
          body: str = "本文です。\n", headers: dict[str, str] | None = None) -> str:
     """Send one message with smtplib; returns the queue id from the 250 reply."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import INTERNAL, send, wait_for
+from conftest import INTERNAL, send, sqlite_only, wait_for
 
 
 def _cli(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
@@ -16,6 +16,7 @@ def _cli(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
 
 def test_the_cli_from_another_folder_refuses_to_make_an_empty_database(make_relay, tmp_path):
     relay = make_relay()
+    sqlite_only(relay, "where the CLI looks for the file")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in relay.env.items() if k != "MAILGUARD_DATA_DIR"}   # as from a fresh shell
@@ -59,6 +60,7 @@ def test_a_database_from_a_newer_mailguard_is_refused_and_an_older_one_migrated(
     from mailguard.store.db import SCHEMA_VERSION
 
     relay = make_relay().start()
+    sqlite_only(relay, "the version is edited in the file (PostgreSQL: test_cluster.py)")
     relay.stop()
     database = tmp_path / "var" / "mailguard.sqlite3"
     conn = sqlite3.connect(database)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import INTERNAL, REGISTERED, send, send_raw, wait_for
+from conftest import INTERNAL, REGISTERED, send, send_raw, sqlite_only, wait_for
 from documents import XLSX, care_plan_xlsx, message, referral_pdf
 
 ENTRUSTED = "care@hikari-houkan.example.com"
@@ -157,6 +157,7 @@ def test_signed_checkpoints_catch_an_edit_a_recomputed_chain_and_a_truncation(ma
     import shutil
 
     relay = make_relay().start()
+    sqlite_only(relay, "the tampering edits the database file")
     for n in range(3):
         send(relay, [f"colleague{n}@{INTERNAL}"])
     wait_for(lambda: len([e for e in relay.events() if e.event == "delivery"]) == 3, what="deliveries")
@@ -211,7 +212,7 @@ def test_records_past_their_retention_go_and_the_chain_still_verifies_across_the
     data = tmp_path / "var"
     from mailguard.store import Store
 
-    store = Store(data / "mailguard.sqlite3")
+    store = Store(relay.env.get("MAILGUARD_DATABASE_URL") or data / "mailguard.sqlite3")
     key = checkpoints.signing_key(data)
     later = time.time() + 400 * 86400                               # as if 400 days had passed
     with pytest.raises(ValueError, match="1 年以上"):

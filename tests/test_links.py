@@ -124,15 +124,16 @@ def test_a_get_changes_nothing_and_five_wrong_passcodes_lock_the_link(linking, u
 
 def test_a_revoked_link_is_gone_with_its_files(linking, upstream):
     queue_id, _, link = sent_by_link(linking, upstream)
-    files = Path(linking.env["MAILGUARD_DATA_DIR"]) / "links" / queue_id
-    assert files.is_dir() and list(files.glob("*.bin"))
+    assert linking.store.read_blob(queue_id, 0)   # a file on disk (SQLite), a row (PostgreSQL)
     out = linking.cli("link", "revoke", queue_id).stdout
     assert "1 件を無効" in out
     status, _, page = request("GET", link)
     assert status == 410 and "無効にしました" in page.decode()
     status, headers, page = request("POST", link, {"file": "0", "passcode": AGREED_KEY})
     assert status == 410 and headers["content-type"].startswith("text/html")
-    assert not files.exists()
+    with pytest.raises(FileNotFoundError):
+        linking.store.read_blob(queue_id, 0)
+    assert not (Path(linking.env["MAILGUARD_DATA_DIR"]) / "links" / queue_id).exists()
     assert "link_revoked" in [e.event for e in linking.events(queue_id)]
 
 

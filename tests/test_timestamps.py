@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from conftest import INTERNAL, send, wait_for
+from conftest import INTERNAL, send, sqlite_only, wait_for
 from tsa import LocalTSA
 
 
@@ -54,6 +54,7 @@ def _stamped(relay) -> int:
 def test_every_checkpoint_is_stamped_and_verify_checks_each_token(make_relay, upstream, tsa, tmp_path):
     relay = make_relay(MAILGUARD_TSA_URL=tsa.url, MAILGUARD_TSA_CA=str(tsa.ca_pem),
                        MAILGUARD_CHECKPOINT_INTERVAL="0.5").start()
+    sqlite_only(relay, "the tampering edits the database file")
     send(relay, [f"colleague@{INTERNAL}"])
     wait_for(lambda: _stamped(relay) >= 1, what="a stamped checkpoint")
     send(relay, [f"colleague2@{INTERNAL}"])
@@ -94,6 +95,7 @@ def test_a_checkpoint_re_signed_later_with_an_old_time_is_shown_by_its_timestamp
     from mailguard.store import Store, checkpoints, timestamps
 
     relay = make_relay().start()
+    sqlite_only(relay, "the tampering edits the database file")
     send(relay, [f"colleague@{INTERNAL}"])
     wait_for(lambda: any(e.event == "delivery" for e in relay.events()), what="a delivery")
     relay.stop()

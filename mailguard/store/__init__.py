@@ -26,6 +26,7 @@ from .accounts import AccountStore
 from .approvals import ApprovalStore, Waiting
 from .aio import AsyncStore
 from .db import Database, private_dir, private_file
+from .leases import LeaseStore
 from .ledger import BASIS_LABELS, PROTECTION_LABELS, LedgerStore
 from .links import CLOSED_LABELS, Link, LinkStore
 from .retention import RetentionStore
@@ -33,7 +34,7 @@ from .queue import TRANSITIONS, QueueStore, TransitionError
 from .sendlog import LogEntry
 
 
-class Store(QueueStore, LinkStore, ApprovalStore, LedgerStore, RetentionStore, AccountStore, Database):
+class Store(QueueStore, LeaseStore, LinkStore, ApprovalStore, LedgerStore, RetentionStore, AccountStore, Database):
     """Synchronous access to the database at ``path`` (created on first use)."""
 
 

@@ -151,6 +151,8 @@ class Database:
                 raise SchemaTooNew(f"データベース {self._backend.name} は新しい mailguard (スキーマ {before}) で作られて"
                                    f"います。この mailguard はスキーマ {SCHEMA_VERSION} までしか扱えません。mailguard を"
                                    "更新してください (データベースには何も書いていません)。")
+            if before == SCHEMA_VERSION and self.shared:
+                return before, before   # nothing to do: no DDL locks against the running nodes' writes
             self._backend.script(SCHEMA + sendlog.SCHEMA + links.SCHEMA + ledger.SCHEMA + checkpoints.SCHEMA
                                  + timestamps.SCHEMA)
             self._add_columns()
@@ -182,12 +184,12 @@ class Database:
         if "content" not in columns:
             return
         original = "original_content" if "original_content" in columns else "NULL"
-        with self._write() as conn:
-            conn.execute("INSERT INTO message_bodies (queue_id, content, original_content)"
-                         f" SELECT queue_id, content, {original} FROM messages ON CONFLICT (queue_id) DO NOTHING")
-            for column in ("content", "original_content"):
-                if column in columns:
-                    conn.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        # copied, then dropped: a crash between the two leaves both, and the next start ends the same
+        self._conn.execute("INSERT INTO message_bodies (queue_id, content, original_content)"
+                           f" SELECT queue_id, content, {original} FROM messages ON CONFLICT (queue_id) DO NOTHING")
+        for column in ("content", "original_content"):
+            if column in columns:
+                self._conn.execute(f"ALTER TABLE messages DROP COLUMN {column}")
 
     def close(self) -> None:
         self._backend.close()
@@ -273,13 +275,3 @@ class Database:
             from .postgres import listen
 
             listen(self._backend.url, on_wake, stop)
-
-    def take_job(self, name: str, seconds: float, *, now: float | None = None) -> bool:
-        """A cluster-wide job lease (``sweeps``): True while this node holds ``name``, taken when free
-        or expired and renewed by the holder for ``seconds``; what it guards then runs on one node."""
-        now = time.time() if now is None else now
-        with self._write() as conn:
-            return conn.execute("INSERT INTO job_leases (name, owner, expires) VALUES (?,?,?)"
-                                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"
-                                " WHERE job_leases.owner = excluded.owner OR job_leases.expires < ?",
-                                (name, self.node, now + seconds, now)).rowcount == 1

@@ -32,7 +32,6 @@ import psycopg
 from psycopg.rows import RowMaker
 
 WRITE_LOCK = 0x6D61696C67756172   # pg_advisory_xact_lock key: "mailguar"
-MIGRATE_LOCK = WRITE_LOCK + 1
 WAKE_CHANNEL = "mailguard_queue"
 ROWID_TABLES = ("recipients", "checkpoints", "send_log_anchor")   # read in insertion order by rowid
 
@@ -90,6 +89,11 @@ def _rows(cursor) -> RowMaker[Row]:
     return cls
 
 
+def _values(args: Iterable[Any]) -> tuple:
+    """SQLite stores a bool as 0/1 in an INTEGER column; PostgreSQL wants the integer."""
+    return tuple(int(a) if type(a) is bool else a for a in args)
+
+
 class Connection:
     """The subset of ``sqlite3.Connection`` the store uses, on a psycopg connection."""
 
@@ -100,10 +104,10 @@ class Connection:
             self.raw.execute("SET default_transaction_read_only = on")
 
     def execute(self, sql: str, args: Iterable[Any] = ()):
-        return self.raw.execute(placeholders(sql), tuple(args))
+        return self.raw.execute(placeholders(sql), _values(args))
 
     def executemany(self, sql: str, seq: Iterable[Iterable[Any]]):
-        rows = [tuple(r) for r in seq]
+        rows = [_values(r) for r in seq]
         cursor = self.raw.cursor()
         if rows:
             cursor.executemany(placeholders(sql), rows)
@@ -156,8 +160,9 @@ class Backend:
                                                 " WHERE table_schema = current_schema() AND table_name = ?", (table,))}
 
     def migrating(self):
-        """Nodes starting together migrate one after the other (a session advisory lock)."""
-        return _SessionLock(self.conn, MIGRATE_LOCK)
+        """A migration is one transaction under the write lock: nodes starting together migrate one
+        after the other, and a running node's writes never deadlock against the DDL's table locks."""
+        return _Migration(self.conn)
 
     def allow_delete(self, table: str, trigger: str, allowed: bool) -> None:
         """Switch an append-only trigger off (on) inside the caller's transaction."""
@@ -171,15 +176,16 @@ class Backend:
         self.conn.close()
 
 
-class _SessionLock:
-    def __init__(self, conn: Connection, key: int):
-        self.conn, self.key = conn, key
+class _Migration:
+    def __init__(self, conn: Connection):
+        self.conn = conn
 
     def __enter__(self):
-        self.conn.execute(f"SELECT pg_advisory_lock({self.key})")
+        self.conn.execute("BEGIN")
+        self.conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
-    def __exit__(self, *exc) -> None:
-        self.conn.execute(f"SELECT pg_advisory_unlock({self.key})")
+    def __exit__(self, kind, *exc) -> None:
+        self.conn.execute("ROLLBACK" if kind else "COMMIT")
 
 
 def listen(url: str, on_wake, stop) -> None:

@@ -174,27 +174,6 @@ class QueueStore:
                                 " ORDER BY queue_id", ids).fetchall()
             return self._messages(rows, conn)
 
-    def release_leases(self) -> int:
-        """At stop: give up this node's leases on messages it had not decided (returns how many)."""
-        with self._write() as conn:
-            return conn.execute("UPDATE messages SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?"
-                                " AND state = ?", (self.node, State.INCOMING)).rowcount
-
-    def renew_leases(self, queue_ids: Iterable[str], lease: float, *, now: float | None = None) -> list[str]:
-        """Extend this node's leases on ``queue_ids`` (being decided or delivered) by ``lease`` seconds
-        from ``now``. Returns the ids whose lease another node has taken meanwhile."""
-        ids = list(queue_ids)
-        if not ids:
-            return []
-        now = time.time() if now is None else now
-        marks = ",".join("?" * len(ids))
-        with self._write() as conn:
-            conn.execute(f"UPDATE messages SET lease_expires = ? WHERE lease_owner = ? AND queue_id IN ({marks})",
-                         (now + lease, self.node, *ids))
-            held = {r[0] for r in conn.execute(f"SELECT queue_id FROM messages WHERE lease_owner = ? AND queue_id IN"
-                                               f" ({marks})", (self.node, *ids))}
-        return [q for q in ids if q not in held]
-
     def due_ids(self, now: float, limit: int = 1000) -> dict[str, list[str]]:
         """Queue ids with work due at ``now``, oldest first: ``expire`` (not yet delivered
         past the lifetime), ``release`` (hold ended), ``deliver`` (ready, or deferred and due)."""
@@ -381,24 +360,6 @@ class QueueStore:
             self._transition(conn, queue_id, "defer", State.DEFERRED,
                              LogEntry(event="delivery_error", queue_id=queue_id, reply=error[:1000]),
                              next_attempt_at=next_attempt_at)
-
-    def recover(self, *, now: float | None = None) -> list[str]:
-        """Messages caught mid-delivery by a crash go back to ready. One node (SQLite): at start,
-        all of them. Several nodes: those whose lease has expired (its node stopped renewing it),
-        checked by every node's scan; a live node's attempts are left alone."""
-        now = time.time() if now is None else now
-        sql = "SELECT queue_id FROM messages WHERE state = ?"
-        if self.shared:
-            sql += " AND (lease_expires IS NULL OR lease_expires < ?)"
-        with self._write() as conn:
-            ids = [r[0] for r in conn.execute(sql, (State.DELIVERING, now) if self.shared else (State.DELIVERING,))]
-            for qid in ids:
-                self._transition(conn, qid, "recover", State.READY,
-                                 LogEntry(event="recovered", queue_id=qid, at=now,
-                                          detail={"reason": "delivery interrupted by a stop; retrying"}))
-            if not self.shared:   # one node: every lease left is a previous run's (a decision cut short)
-                conn.execute("UPDATE messages SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner IS NOT NULL")
-        return ids
 
 
 def _recipient(row) -> Recipient:
