@@ -1,0 +1,122 @@
+"""Several nodes, one PostgreSQL (a real server: Debian's package, started by ``tests/pg.py``).
+
+A care corporation runs two mailguard nodes on one database: mail sent to either is delivered
+once; a hold ends once; a person's action through one node stops the message the other holds;
+a node killed mid-delivery loses nothing: the other delivers its messages once their lease
+expires, and the send log stays one verifiable chain.
+"""
+
+from __future__ import annotations
+
+import collections
+import smtplib
+import threading
+
+import psycopg
+import pytest
+from conftest import INTERNAL, REGISTERED, STAFF, Relay, relay_env, send, wait_for
+
+LEASE = "3"   # seconds: a killed node's messages are taken over this long after its last renewal
+
+
+@pytest.fixture
+def cluster(tmp_path, upstream, dns_server, postgres):
+    """``make(name, **env)``: a node with its own data dir, on the shared database ``url``."""
+    url = postgres.database()
+    nodes: list[Relay] = []
+
+    def make(name: str, **extra: str) -> Relay:
+        home = tmp_path / name
+        home.mkdir()
+        env = relay_env(home, 0, upstream, dns_server.port, MAILGUARD_DATABASE_URL=url,
+                        MAILGUARD_LEASE_SECONDS=LEASE, MAILGUARD_HOSTNAME=f"{name}.mailguard.test", **extra)
+        node = Relay(home, env, 0)
+        nodes.append(node)
+        return node.start()
+
+    make.url = url
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+def _send_many(nodes: list[Relay], count: int, sessions: int = 8) -> None:
+    """``count`` messages over ``sessions`` SMTP sessions, spread over the nodes, each to its own
+    recipient ``c<n>@`` (several messages per session, as a busy office's clients send)."""
+    def session(first: int) -> None:
+        node = nodes[first % len(nodes)]
+        with smtplib.SMTP("127.0.0.1", node.port, timeout=30) as client:
+            for n in range(first, count, sessions):
+                client.sendmail(STAFF, [f"c{n}@{INTERNAL}"], f"Subject: {n}\r\n\r\nケアプラン {n}\r\n".encode())
+
+    threads = [threading.Thread(target=session, args=(s,)) for s in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_thousand_messages_to_two_nodes_are_each_delivered_once(cluster, upstream):
+    a = cluster("a", MAILGUARD_PROCESSES="2")   # a receiver process beside serve, on PostgreSQL too
+    b = cluster("b")
+    _send_many([a, b], 1000)
+    wait_for(lambda: len(upstream.messages) >= 1000, timeout=120, what="1000 deliveries")
+    counts = collections.Counter(m.rcpt_tos[0] for m in upstream.messages)
+    assert counts == {f"c{n}@{INTERNAL}": 1 for n in range(1000)}
+    assert a.store.state_counts() == {"delivered": 1000}
+    assert "delivered via" in a.log() and "delivered via" in b.log()   # both nodes did the work
+    assert a.store.verify_log() == (a.store._conn.execute("SELECT count(*) FROM send_log").fetchone()[0], None)
+
+
+def test_holds_end_once_and_a_cancel_through_one_node_stops_what_the_other_holds(cluster, upstream):
+    a = cluster("a", MAILGUARD_HOLD_DELAY="4")
+    b = cluster("b", MAILGUARD_HOLD_DELAY="4")
+    held = [send(b, [REGISTERED], subject=f"紹介状 {n}") for n in range(6)]
+    for queue_id in held:
+        assert b.wait_decided(queue_id) == "delayed"
+    a.cli("queue", "cancel", held[0])                           # the sender cancels, through node A
+    assert a.state(held[0]) == "cancelled"
+    wait_for(lambda: len(upstream.to(REGISTERED)) == 5, timeout=20, what="the other five delivered")
+    wait_for(lambda: all(a.state(q) == "delivered" for q in held[1:]), what="delivered state")
+    subjects = sorted(str(m.message["Subject"]) for m in upstream.to(REGISTERED))
+    assert subjects == [f"紹介状 {n}" for n in range(1, 6)]     # the cancelled one never left
+    for queue_id in held[1:]:
+        assert [e.event for e in a.events(queue_id)].count("released") == 1   # once, by one node
+
+
+def test_a_node_killed_mid_delivery_loses_nothing_and_the_other_delivers_after_its_lease(cluster, upstream):
+    a = cluster("a")
+    upstream.hang.set()
+    sent = [send(a, [f"leased{n}@{INTERNAL}"]) for n in range(3)]
+    assert upstream.data_started.wait(5)
+    wait_for(lambda: all(a.state(q) == "delivering" for q in sent), what="all three being delivered")
+    a.kill()
+    b = cluster("b")
+    upstream.hang.clear()
+    for n in range(3):
+        upstream.wait_to(f"leased{n}@{INTERNAL}", timeout=20)
+    wait_for(lambda: all(b.state(q) == "delivered" for q in sent), timeout=20, what="delivered by node B")
+    for queue_id in sent:
+        assert "recovered" in [e.event for e in b.events(queue_id)]
+    assert "stopped renewing its lease" in b.log()
+    assert b.store.verify_log()[1] is None                      # one chain, written by both nodes
+
+
+def test_the_shared_log_is_append_only_and_a_newer_schema_is_refused(cluster, postgres):
+    from mailguard.store import Store
+    from mailguard.store.db import SCHEMA_VERSION, SchemaTooNew
+
+    a = cluster("a")
+    send(a, [f"colleague@{INTERNAL}"])
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("UPDATE send_log SET actor = 'someone-else'")
+        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+            conn.execute("DELETE FROM send_log")
+    a.stop()
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute("UPDATE mailguard_schema SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaTooNew, match=f"スキーマ {SCHEMA_VERSION + 1}"):
+        Store(cluster.url)
+    refused = a.cli("queue", "list", check=False)
+    assert refused.returncode != 0 and f"スキーマ {SCHEMA_VERSION + 1}" in refused.stderr
