@@ -9,6 +9,7 @@ expires, and the send log stays one verifiable chain.
 from __future__ import annotations
 
 import collections
+import shutil
 import smtplib
 import threading
 
@@ -25,9 +26,11 @@ def cluster(tmp_path, upstream, dns_server, postgres):
     url = postgres.database()
     nodes: list[Relay] = []
 
-    def make(name: str, **extra: str) -> Relay:
+    def make(name: str, *, own_key: bool = False, **extra: str) -> Relay:
         home = tmp_path / name
-        home.mkdir()
+        (home / "var").mkdir(parents=True, mode=0o700)
+        if nodes and not own_key:   # every node signs the log's checkpoints with one key (README)
+            shutil.copy2(nodes[0].tmp / "var" / "checkpoint.key", home / "var" / "checkpoint.key")
         env = relay_env(home, 0, upstream, dns_server.port, MAILGUARD_DATABASE_URL=url,
                         MAILGUARD_LEASE_SECONDS=LEASE, MAILGUARD_HOSTNAME=f"{name}.mailguard.test", **extra)
         node = Relay(home, env, 0)
@@ -100,6 +103,24 @@ def test_a_node_killed_mid_delivery_loses_nothing_and_the_other_delivers_after_i
         assert "recovered" in [e.event for e in b.events(queue_id)]
     assert "stopped renewing its lease" in b.log()
     assert b.store.verify_log()[1] is None                      # one chain, written by both nodes
+    b.stop()                                                    # B signs the log at stop, with A's key
+    _, problems, _ = b.store.verify_with_key(_public_key(a))
+    assert problems == []
+
+
+def test_a_node_with_a_key_of_its_own_is_told_to_copy_the_first_ones(cluster, upstream):
+    a = cluster("a")
+    send(a, [f"colleague@{INTERNAL}"])
+    wait_for(lambda: a.store.last_checkpoint_signed_by(_public_key(a)), what="a checkpoint signed by A")
+    a.stop()                                                    # B takes the sweeps over at once
+    b = cluster("b", own_key=True)
+    wait_for(lambda: "signed by another node's key" in b.log(), what="the key warning")
+
+
+def _public_key(node: Relay):
+    from mailguard.store import checkpoints
+
+    return checkpoints.signing_key(node.tmp / "var").public_key()
 
 
 def test_the_shared_log_is_append_only_and_a_newer_schema_is_refused(cluster, postgres):

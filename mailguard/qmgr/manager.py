@@ -44,7 +44,7 @@ from ..notices import dsn
 from ..policy import Policy, PolicyWatcher
 from ..settings import Settings
 from ..smtp import Attempt, Deliverer
-from ..store import AsyncStore, LogEntry
+from ..store import AsyncStore, LogEntry, TransitionError
 from . import holds, webhooks
 from .leases import Leases
 from .sweeps import Sweeps
@@ -291,6 +291,8 @@ class QueueManager:
     async def _expire(self, queue_id: str, now: float) -> None:
         try:
             await self._expire_one(queue_id, now)
+        except TransitionError as exc:   # another node (or a person) ended it first
+            log.info("%s: not expired here: %s", queue_id, exc)
         except Exception:
             log.exception("%s: expiring failed; tried again at the next scan", queue_id)
 

@@ -35,6 +35,7 @@ class Sweeps:
         self.settings, self.db, self.policies, self.spawn, self.wake = settings, db, policies, spawn, wake
         self._next = 0.0
         self._next_checkpoint = 0.0
+        self._key_checked = False
         self._first_made = False   # until the first checkpoint: tried every round, not every interval
         self._stamping: asyncio.Task | None = None
         self.key = checkpoints.signing_key(settings.data_dir)
@@ -46,6 +47,13 @@ class Sweeps:
         sweeps signs."""
         if final and self.db.store.shared and not await self._ours():
             return
+        if self.db.store.shared and not self._key_checked:
+            self._key_checked = True
+            if await asyncio.to_thread(self.db.store.last_checkpoint_signed_by, self.key.public_key()) is False:
+                log.error("the send log's last checkpoint was signed by another node's key: every node must sign "
+                          "with the same key. Copy <data_dir>/checkpoint.key (0600) from the first node to this "
+                          "one and restart it; until then 'mailguard log verify --public-key' fails on the "
+                          "checkpoints this node signs")
         try:
             made = await asyncio.to_thread(self.db.store.checkpoint, self.key,
                                            self.settings.data_dir / "checkpoints.jsonl")
@@ -76,7 +84,7 @@ class Sweeps:
         if not self.db.store.shared:
             return True
         try:
-            return await self.db.take_job("sweeps", 3 * INTERVAL)
+            return await self.db.take_job("sweeps", 3 * min(INTERVAL, 10 * self.settings.queue_scan_interval))
         except Exception:
             log.exception("taking the sweeps' lease failed; tried again at the next scan")
             return False

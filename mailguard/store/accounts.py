@@ -112,6 +112,12 @@ class AccountStore:
         with self._write() as conn:
             return checkpoints.make(conn, key, journal)
 
+    def last_checkpoint_signed_by(self, public) -> bool | None:
+        """Whether the newest checkpoint verifies with ``public`` (None: there is none yet). Several
+        nodes must sign with one key: a node with a key of its own makes checkpoints nobody can check."""
+        with self._lock:
+            return checkpoints.last_signed_by(self._conn, public)
+
     def verify_with_key(self, public, extra: list[dict] = (), roots=None) -> tuple[int, list[str], list[str]]:
         """(entries, problems, notes) of the chain, of every checkpoint and of every RFC 3161 token
         (the database's and ``extra``: journal lines, checkpoints and tokens); ``roots`` the TSA's."""

@@ -95,6 +95,18 @@ def make(conn: sqlite3.Connection, key: Ed25519PrivateKey, journal: Path | None 
     return checkpoint
 
 
+def last_signed_by(conn, public: Ed25519PublicKey) -> bool | None:
+    """True/False: the newest checkpoint verifies with ``public`` or not; None when there is none."""
+    row = conn.execute("SELECT size, head, at, signature FROM checkpoints ORDER BY rowid DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    try:
+        public.verify(base64.b64decode(row[3]), statement(row[0], row[1], row[2]))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
 def stored(conn: sqlite3.Connection) -> list[dict]:
     return [dict(zip(("size", "head", "at", "signature"), row))
             for row in conn.execute("SELECT size, head, at, signature FROM checkpoints ORDER BY rowid")]

@@ -23,8 +23,10 @@ class LeaseStore:
     """Mixed into ``Store`` (uses ``_write``, ``_transition``, ``node``, ``shared``)."""
 
     def release_leases(self) -> int:
-        """At stop: give up this node's leases on messages it had not decided (returns how many)."""
+        """At stop: give up this node's job leases, and its leases on messages it had not decided
+        (returns how many messages)."""
         with self._write() as conn:
+            conn.execute("DELETE FROM job_leases WHERE owner = ?", (self.node,))
             return conn.execute("UPDATE messages SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?"
                                 " AND state = ?", (self.node, State.INCOMING)).rowcount
 

@@ -98,8 +98,10 @@ class Connection:
     """The subset of ``sqlite3.Connection`` the store uses, on a psycopg connection."""
 
     def __init__(self, url: str, *, readonly: bool = False):
+        # a server that went away must not freeze the store's thread: bounded connect, TCP keepalives
         self.raw = psycopg.connect(url, autocommit=True, row_factory=_rows, prepare_threshold=3,
-                                   application_name="mailguard")
+                                   application_name="mailguard", connect_timeout=10, keepalives=1,
+                                   keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         if readonly:
             self.raw.execute("SET default_transaction_read_only = on")
 

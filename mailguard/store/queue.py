@@ -157,6 +157,8 @@ class QueueStore:
               " OR lease_expires < ?)"
         if skip:
             sql += f" AND queue_id NOT IN ({','.join('?' * len(skip))})"
+        if not self._read(sql + " LIMIT 1", (State.INCOMING, self.node, now, *skip)):
+            return []   # the common case, read without the write lock every node's scan would take
         with self._write() as conn:
             ids, total = [], 0
             for row in conn.execute(sql + " ORDER BY queue_id LIMIT ?",
