@@ -141,3 +141,37 @@ def test_the_shared_log_is_append_only_and_a_newer_schema_is_refused(cluster, po
         Store(cluster.url)
     refused = a.cli("queue", "list", check=False)
     assert refused.returncode != 0 and f"スキーマ {SCHEMA_VERSION + 1}" in refused.stderr
+
+
+def test_a_database_restart_is_a_temporary_failure_and_the_node_carries_on(tmp_path, upstream, dns_server):
+    from pg import PostgresServer
+
+    server = PostgresServer().start()   # its own server: this story stops it
+    try:
+        home = tmp_path / "a"
+        home.mkdir()
+        node = Relay(home, relay_env(home, 0, upstream, dns_server.port, MAILGUARD_DATABASE_URL=server.database(),
+                                     MAILGUARD_LEASE_SECONDS=LEASE), 0).start()
+        send(node, [f"before@{INTERNAL}"])
+        upstream.wait_to(f"before@{INTERNAL}")
+        server._run("pg_ctl", "-D", str(server.root / "data"), "-m", "fast", "-w", "stop")
+        with smtplib.SMTP("127.0.0.1", node.port, timeout=30) as client:
+            with pytest.raises(smtplib.SMTPDataError) as refused:   # never a 250 it could not store
+                client.sendmail(STAFF, [f"during@{INTERNAL}"], b"Subject: x\r\n\r\nx\r\n")
+        assert refused.value.smtp_code == 451
+        server._run("pg_ctl", "-D", str(server.root / "data"), "-l", str(server.root / "server.log"), "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {server.port} -k {server.root} -c fsync=off", "-w", "start")
+        wait_for(lambda: _accepts(node), timeout=20, what="mail accepted again")
+        upstream.wait_to(f"after@{INTERNAL}")
+        assert node.proc.poll() is None
+        node.stop()
+    finally:
+        server.stop()
+
+
+def _accepts(node: Relay) -> bool:
+    try:
+        send(node, [f"after@{INTERNAL}"])
+        return True
+    except smtplib.SMTPException:
+        return False

@@ -55,7 +55,10 @@ class AsyncStore:
                     self._calls.put(None)   # stop after this batch
                     break
                 batch.append(item)
-            outcomes = self.store.run_batch([(fn, args, kwargs) for fn, args, kwargs, _, _ in batch])
+            try:
+                outcomes = self.store.run_batch([(fn, args, kwargs) for fn, args, kwargs, _, _ in batch])
+            except BaseException as exc:   # this thread must outlive any failure: every caller waits on it
+                outcomes = [(False, exc)] * len(batch)
             for (_, _, _, loop, future), (ok, value) in zip(batch, outcomes):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
 

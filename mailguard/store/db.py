@@ -11,6 +11,7 @@ state change never rewrites a body.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import approvals, checkpoints, ledger, links, retention, sendlog, timestamps
 from .sqlite import private_dir, private_file
+
+log = logging.getLogger("mailguard.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -211,10 +214,11 @@ class Database:
             except BaseException:
                 self._rollback()
                 raise
-            self._conn.execute("COMMIT")
+            self._commit()
 
     def _begin(self) -> None:
         self._backend.ensure()
+        self._conn.log_head = None
         for statement in self._backend.begin:
             try:
                 self._conn.execute(statement)
@@ -222,9 +226,19 @@ class Database:
                 self._rollback()
                 raise
 
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+        self._conn.log_head = None   # other writers may append once the lock is released
+
     def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        """Undo the open transaction; never raises (a connection the server dropped has no transaction
+        left to undo, and the caller is already handling the error that broke it)."""
+        self._conn.log_head = None
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except Exception as exc:
+            log.warning("rollback failed (%s); the connection is opened again before the next use", exc)
 
     def run_batch(self, calls: list[tuple[Callable[..., Any], tuple, dict]]) -> list[tuple[bool, Any]]:
         """Group commit: run several calls in one transaction, one fsync for all.
@@ -245,10 +259,11 @@ class Database:
                         outcomes.append((True, fn(*args, **kwargs)))
                     except Exception as exc:
                         self._conn.execute("ROLLBACK TO call")
+                        self._conn.log_head = None
                         outcomes.append((False, exc))
                     self._conn.execute("RELEASE call")
                 self._in_batch = False
-                self._conn.execute("COMMIT")
+                self._commit()
             except BaseException as exc:
                 self._in_batch = False
                 self._rollback()

@@ -99,6 +99,7 @@ class Connection:
 
     def __init__(self, url: str, *, readonly: bool = False):
         # a server that went away must not freeze the store's thread: bounded connect, TCP keepalives
+        self.log_head: str | None = None   # the send log's head while a write transaction is open
         self.raw = psycopg.connect(url, autocommit=True, row_factory=_rows, prepare_threshold=3,
                                    application_name="mailguard", connect_timeout=10, keepalives=1,
                                    keepalives_idle=30, keepalives_interval=10, keepalives_count=3)

@@ -221,14 +221,13 @@ class QueueStore:
         """Apply transition ``name`` (a row of TRANSITIONS) to ``new_state``; raises TransitionError."""
         leaves, reaches = TRANSITIONS[name]
         assert new_state in reaches, f"{name} cannot reach {new_state}"
-        current = self._state_of(conn, queue_id)
-        if current is None or current not in leaves:
-            raise TransitionError(queue_id, current, name)
         sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *columns))
-        # a change of state ends any lease on the message (a decision's, a delivery's)
-        conn.execute(f"UPDATE messages SET {sets}, lease_owner = NULL, lease_expires = NULL WHERE queue_id = ?",
-                     (new_state, entry.at, *columns.values(), queue_id))
-        row = conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
+        # the check and the change in one statement; a change of state ends any lease on the message
+        row = conn.execute(f"UPDATE messages SET {sets}, lease_owner = NULL, lease_expires = NULL WHERE queue_id = ?"
+                           f" AND state IN ({','.join('?' * len(leaves))}) RETURNING {MESSAGE_COLUMNS}",
+                           (new_state, entry.at, *columns.values(), queue_id, *sorted(leaves))).fetchone()
+        if row is None:
+            raise TransitionError(queue_id, self._state_of(conn, queue_id), name)
         rcpts = tuple(_recipient(r) for r in conn.execute(
             "SELECT address, status, reply, deliver_to, copy FROM recipients WHERE queue_id = ? ORDER BY position",
             (queue_id,)))
@@ -322,16 +321,18 @@ class QueueStore:
         Not logged: the attempt's outcome is (``finish``)."""
         now = time.time() if now is None else now
         with self._write() as conn:
-            row = conn.execute("SELECT state, next_attempt_at FROM messages WHERE queue_id = ?", (queue_id,)).fetchone()
-            if row is None or row[0] not in TRANSITIONS["claim"][0]:
+            # a deferred message listed as due, then retried and deferred again meanwhile, is not yet due
+            row = conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1, lease_owner = ?,"
+                               " lease_expires = ? WHERE queue_id = ? AND (state = ? OR (state = ? AND"
+                               f" coalesce(next_attempt_at, 0) <= ?)) RETURNING {MESSAGE_COLUMNS}",
+                               (State.DELIVERING, now, self.node, now + lease, queue_id, State.READY, State.DEFERRED,
+                                now)).fetchone()
+            if row is None:
                 return None
-            if row[0] == State.DEFERRED and (row[1] or 0) > now:
-                return None   # listed as due, then retried and deferred again meanwhile: not yet
-            conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1, lease_owner = ?,"
-                         " lease_expires = ? WHERE queue_id = ?", (State.DELIVERING, now, self.node, now + lease, queue_id))
+            body = conn.execute("SELECT content FROM message_bodies WHERE queue_id = ?", (queue_id,)).fetchone()
+            [message] = self._messages([row], conn)
             copies = self.copies_of(conn, queue_id)
-        message = self.get(queue_id, content=True)
-        return replace(message, copies=copies) if message is not None and copies else message
+        return replace(message, content=body[0] if body else b"", copies=copies or message.copies)
 
     def finish(self, queue_id: str, new_state: State, results: dict[str, tuple[RecipientStatus, str]],
                entry: LogEntry, *, transition: str = "finish", next_attempt_at: float | None = None,

@@ -19,7 +19,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 GENESIS = "0" * 64
 
@@ -74,8 +74,12 @@ class LogEntry:
     at: float = field(default_factory=time.time)
 
 
+_FIELDS = tuple(LogEntry.__dataclass_fields__)
+
+
 def _canonical(entry: LogEntry, prev_hash: str) -> bytes:
-    data = asdict(entry)
+    # the same JSON as dataclasses.asdict gives (its fields hold only JSON values), without its deep copy
+    data = {name: getattr(entry, name) for name in _FIELDS}
     data["prev_hash"] = prev_hash
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
@@ -85,9 +89,14 @@ def entry_hash(entry: LogEntry, prev_hash: str) -> str:
 
 
 def append(conn: sqlite3.Connection, entry: LogEntry) -> None:
-    """Append one entry inside the caller's (write) transaction."""
-    row = conn.execute("SELECT hash FROM send_log ORDER BY seq DESC LIMIT 1").fetchone()
-    prev_hash = row[0] if row else _anchor(conn)[1]
+    """Append one entry inside the caller's (write) transaction. The head of the chain is read once
+    per transaction (``conn.log_head``, reset by the store at BEGIN and at every rollback): while a
+    write transaction is open no other writer appends (BEGIN IMMEDIATE; PostgreSQL's write lock)."""
+    prev_hash = conn.log_head
+    if prev_hash is None:
+        row = conn.execute("SELECT hash FROM send_log ORDER BY seq DESC LIMIT 1").fetchone()
+        prev_hash = row[0] if row else _anchor(conn)[1]
+    digest = entry_hash(entry, prev_hash)
     conn.execute(
         "INSERT INTO send_log (at, event, queue_id, message_id, actor, mail_from, auth_user,"
         " recipients, state, findings, reply, detail, prev_hash, hash)"
@@ -98,9 +107,10 @@ def append(conn: sqlite3.Connection, entry: LogEntry) -> None:
             json.dumps(list(entry.recipients), ensure_ascii=False), entry.state,
             json.dumps(list(entry.findings), ensure_ascii=False), entry.reply,
             json.dumps(entry.detail, ensure_ascii=False, sort_keys=True),
-            prev_hash, entry_hash(entry, prev_hash),
+            prev_hash, digest,
         ),
     )
+    conn.log_head = digest
 
 
 def _entry_from_row(row: sqlite3.Row) -> LogEntry:

@@ -32,6 +32,28 @@ def private_file(path: Path) -> None:
         os.chmod(path, 0o600)
 
 
+class Connection:
+    """``sqlite3.Connection`` with ``log_head``: the send log's head while a write transaction is open."""
+
+    __slots__ = ("raw", "log_head")
+
+    def __init__(self, raw: sqlite3.Connection):
+        self.raw, self.log_head = raw, None
+
+    def execute(self, sql: str, args=()):
+        return self.raw.execute(sql, args)
+
+    def executemany(self, sql: str, seq):
+        return self.raw.executemany(sql, seq)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class Backend:
     """What differs between the databases, for ``db.Database`` (SQLite side)."""
 
@@ -41,14 +63,16 @@ class Backend:
     def __init__(self, path: Path, *, readonly: bool = False):
         self.path = path
         if readonly:   # ``mailguard scan``: no file created, no mode changed, no schema touched
-            self.conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30,
-                                        isolation_level=None, check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
+            raw = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30,
+                                  isolation_level=None, check_same_thread=False)
+            raw.row_factory = sqlite3.Row
+            self.conn = Connection(raw)
             return
         private_dir(path.parent)
         private_file(path)
-        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
+        raw = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        raw.row_factory = sqlite3.Row
+        self.conn = Connection(raw)
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
                        "secure_delete=ON"):   # deleted copies carrying link secrets are overwritten
             self.conn.execute(f"PRAGMA {pragma}")
@@ -64,7 +88,7 @@ class Backend:
         self.conn.execute(f"PRAGMA user_version = {int(version)}")
 
     def script(self, sql: str) -> None:
-        self.conn.executescript(sql)
+        self.conn.raw.executescript(sql)
 
     def columns(self, table: str) -> set[str]:
         return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
