@@ -1,4 +1,5 @@
-"""store: the queue, the users and the send log in one SQLite database.
+"""store: the queue, the users and the send log in one database: an embedded SQLite file (one
+node), or PostgreSQL shared by several nodes (MAILGUARD_DATABASE_URL).
 
 The store is the only contract between the stages (as Postfix's queue is between
 smtpd, cleanup, qmgr and smtp): the SMTP front writes accepted messages, the
@@ -7,13 +8,17 @@ them from other processes.
 
 Receives: Submissions (accepted mail, notices, DSNs), verdicts, delivery outcomes,
 people's actions. Hands on: QueuedMessages, users, log entries.
-Guarantees: a transaction is on disk when a method returns (WAL,
-``synchronous=FULL``); every state change is a row of ``queue.TRANSITIONS``,
+Guarantees: a transaction is on disk when a method returns (SQLite: WAL,
+``synchronous=FULL``; PostgreSQL: ``synchronous_commit``); write transactions are serialised
+(``BEGIN IMMEDIATE``; one advisory lock across all nodes), so every check-then-write is atomic
+and the send log is one chain; every state change is a row of ``queue.TRANSITIONS``,
 checked and logged in the same transaction; the send log is append-only and
 hash-chained (``sendlog``). Files: data directory 0700, database 0600.
 On failure: a method raises and its transaction is rolled back; a refused state
 change raises ``TransitionError`` with a Japanese message.
-Modules: ``db`` (connection, schema, group commit), ``queue``, ``links`` (download
+Settings read: MAILGUARD_DATABASE_URL (through ``Settings.database``), MAILGUARD_DATA_DIR.
+Modules: ``db`` (schema, versions, group commit), ``sqlite`` and ``postgres`` (what differs
+between the two), ``queue``, ``leases`` (which node works on what; jobs run once), ``links`` (download
 links, their sealed files and access record), ``approvals`` (who was told, escalation,
 two approvers), ``ledger`` (the provision record, 第29条, with 本人 in its own table), ``retention``
 (raw content purged after MAILGUARD_CONTENT_RETENTION), ``accounts``,
