@@ -175,3 +175,27 @@ def _accepts(node: Relay) -> bool:
         return True
     except smtplib.SMTPException:
         return False
+
+
+def test_a_password_guesser_gets_no_more_tries_for_there_being_two_nodes(cluster, certificate):
+    from test_smtp_hardening import PASSWORD, _auth, _smtp
+
+    from mailguard.users import hash_password
+
+    cert, key = certificate
+    tls = {"MAILGUARD_TLS_CERT": str(cert), "MAILGUARD_TLS_KEY": str(key), "MAILGUARD_TRUSTED_NETWORKS": "127.0.0.2/32"}
+    a = cluster("a", **tls)
+    b = cluster("b", **tls)
+    a.store.add_user("kaigo-taro", hash_password(PASSWORD), "staff", [STAFF], "test:admin")
+    replies = []
+    for n in range(4):                               # 8 wrong passwords, alternating between the nodes
+        for node in (a, b):
+            with _smtp(node) as client:
+                replies.append(_auth(client, "kaigo-taro", f"guess-{n}"))
+    # each node saw 4, under its own limit of 5: counted apart they would all have been checked
+    assert 5 <= replies.count(535) <= 6 and replies[-1] == 454, replies
+    for node in (a, b):
+        def locked(node=node) -> bool:               # a lockout reaches the other node within a second
+            with _smtp(node, "127.0.0.3") as client:
+                return _auth(client, "kaigo-taro", PASSWORD) == 454
+        wait_for(locked, timeout=5, what=f"the lockout on node {node.tmp.name}")

@@ -79,6 +79,7 @@ class RelayHandler:
         self.db = db
         self.on_accepted = on_accepted
         self.connections = None   # the listeners' ConnectionLimiter, set by start_server
+        self.lockouts = None      # the AUTH lockouts shared through the store (SharedLockouts), likewise
         self.verifier = Verifier(threads=2, name="smtp-auth")
 
     async def authenticate(self, login: str, password: str) -> User | None:

@@ -1,4 +1,4 @@
-"""limits: per-client connection counts and SMTP AUTH failure throttling (in memory).
+"""limits: per-client connection counts and SMTP AUTH failure throttling.
 
 ``ConnectionLimiter`` counts open SMTP connections per client address; past
 MAILGUARD_SMTP_MAX_CONNECTIONS_PER_CLIENT a new one is answered ``421 4.7.0``
@@ -22,9 +22,12 @@ flood from one address or a spray from many, a member of staff is checked next
 instead of behind every queued guess; a check whose name or address was locked
 while it waited is answered without running Argon2.
 
-State lives in the serving process only: a restart forgets it, as Postfix's
-anvil does. Keys are lower-cased user names and client IP addresses; passwords
-never reach this module.
+Connection counts live in each process. AUTH failures are counted in memory, where every check
+reads them, and also in the store (``SharedLockouts``): each failure is recorded there, counted with
+those of every receiver process and every node, and a lockout any of them sets reaches all of
+them within ``SharedLockouts.INTERVAL`` seconds. So N processes or nodes do not give a password
+guesser N times the tries (at most a few more while a lockout travels). Keys are lower-cased user
+names and client IP addresses; passwords never reach this module.
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 
 from ..settings import Settings
 
+log = logging.getLogger("mailguard.smtpd")
 GOOD_CLIENT_MEMORY = 86400.0    # seconds an address that logged in keeps its place in CheckQueue
 
 
@@ -144,6 +149,14 @@ class AuthThrottle:
         good = self._clock() - self._good.get(client_key, float("-inf")) < GOOD_CLIENT_MEMORY
         return (0 if good else 1, self.failures(login_key, client_key))
 
+    def merge(self, locks: dict[str, float], wall_now: float) -> None:
+        """Lockouts set elsewhere ({key: until, POSIX s}; ``Store.auth_locks``), on this throttle's clock."""
+        now = self._clock()
+        for key, until in locks.items():
+            here = now + (until - wall_now)
+            if here > self._locked_until.get(key, 0.0):
+                self._locked_until[key] = here
+
     def _forget(self, now: float) -> None:
         # Bound memory under a spray of distinct names: drop windows that have run out.
         if len(self._failures) > 10_000:
@@ -202,3 +215,45 @@ class CheckQueue:
                 future.set_result(None)
                 return
         self._busy -= 1
+
+
+class SharedLockouts:
+    """The AUTH throttle's failures and lockouts, shared through the store (``Store.auth_failed``,
+    ``auth_locks``) with the other processes and nodes. Writes go in the background: an AUTH reply
+    never waits for them; a store that fails is logged and the local throttle still holds."""
+
+    INTERVAL = 1.0   # seconds between reads of the lockouts set elsewhere
+
+    def __init__(self, throttle: AuthThrottle, db):
+        self.throttle, self.db = throttle, db
+        self._tasks: set[asyncio.Task] = set()
+        self.reader: asyncio.Task | None = None   # ``run``, started by ``smtpd.server.start_server``
+
+    def failed(self, keys: tuple[str, ...]) -> None:
+        self._spawn(self._failed(keys))
+
+    def succeeded(self, login_key: str) -> None:
+        self._spawn(self.db.auth_succeeded(login_key))
+
+    async def _failed(self, keys: tuple[str, ...]) -> None:
+        t = self.throttle
+        locked = await self.db.auth_failed(keys, window=t.window, max_failures=t.max_failures, lockout=t.lockout)
+        t.merge(locked, time.time())
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("sharing an AUTH failure through the store failed: %s", task.exception())
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.INTERVAL)
+            try:
+                self.throttle.merge(await self.db.auth_locks(), time.time())
+            except Exception as exc:
+                log.warning("reading the AUTH lockouts of the other processes failed: %s", exc)

@@ -35,7 +35,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from ..settings import Listener, Settings
 from .handler import RelayHandler, _peer_ip
-from .limits import AuthThrottle, CheckQueue, ConnectionLimiter
+from .limits import AuthThrottle, CheckQueue, ConnectionLimiter, SharedLockouts
 
 log = logging.getLogger("mailguard.smtpd")
 
@@ -124,11 +124,13 @@ class GuardSMTP(SMTP):
             return await self._failed("454 4.7.0 Too many authentication failures, try again later")
         if user is None:
             locked = self.throttle.failed(*keys)
+            self.event_handler.lockouts.failed(keys)   # counted with the other processes' and nodes' too
             log.warning("authentication failed for %r from %s%s", login, client,
                         f" (locked out for {self.throttle.lockout:.0f}s)" if locked else "")
             await asyncio.sleep(ERROR_DELAY)
             return await self._failed("535 5.7.8 Authentication credentials invalid")
         self.throttle.succeeded(*keys)
+        self.event_handler.lockouts.succeeded(keys[0])
         log.info("authenticated %s from %s", user.username, client)
         return AuthResult(success=True, auth_data=user)
 
@@ -165,12 +167,15 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 async def start_server(settings: Settings, handler: RelayHandler,
                        reuse_port: bool = False) -> list[asyncio.AbstractServer]:
     """One server per listener of MAILGUARD_SMTP_LISTEN, on the running loop (no Controller thread).
-    The connection cap and the AUTH throttle are shared: a client gets no more tries by changing port."""
+    The connection cap and the AUTH throttle are shared: a client gets no more tries by changing port;
+    AUTH failures and lockouts also with the other processes and nodes, through the store."""
     context = tls_context(settings)
     loop = asyncio.get_running_loop()
     connections = ConnectionLimiter(settings.smtp_max_connections_per_client)
     handler.connections = connections   # who stops listening can wait for the sessions under way
     throttle = AuthThrottle.from_settings(settings)
+    handler.lockouts = SharedLockouts(throttle, handler.db)
+    handler.lockouts.reader = asyncio.ensure_future(handler.lockouts.run())   # ends with the loop
     checks = CheckQueue(handler.verifier.threads)
 
     def factory(listener: Listener) -> GuardSMTP:

@@ -81,6 +81,38 @@ class AccountStore:
         with self._write() as conn:
             conn.execute("DELETE FROM console_sessions WHERE session_id = ?", (session_id,))
 
+    # --- SMTP AUTH failures, counted across processes and nodes ------------------------
+
+    def auth_failed(self, keys: tuple[str, ...], *, window: float, max_failures: int, lockout: float,
+                    now: float | None = None) -> dict[str, float]:
+        """One AUTH failure for each of ``keys`` (``user:<name>``, ``ip:<address>``), counted with every
+        process's and node's failures in the last ``window`` seconds; at ``max_failures`` the key is
+        locked for ``lockout`` seconds. Returns {key: locked until (POSIX s)} for keys locked now."""
+        now = time.time() if now is None else now
+        locked = {}
+        with self._write() as conn:
+            conn.execute("DELETE FROM auth_failures WHERE at <= ?", (now - window,))
+            conn.execute("DELETE FROM auth_locks WHERE until <= ?", (now,))
+            for key in keys:
+                conn.execute("INSERT INTO auth_failures (key, at) VALUES (?, ?)", (key, now))
+                count = conn.execute("SELECT count(*) FROM auth_failures WHERE key = ?", (key,)).fetchone()[0]
+                if count >= max_failures:
+                    conn.execute("INSERT INTO auth_locks (key, until) VALUES (?, ?) ON CONFLICT (key)"
+                                 " DO UPDATE SET until = excluded.until", (key, now + lockout))
+                    conn.execute("DELETE FROM auth_failures WHERE key = ?", (key,))
+                    locked[key] = now + lockout
+        return locked
+
+    def auth_succeeded(self, login_key: str) -> None:
+        """A good login clears that user's failures (not its address's: see ``AuthThrottle.succeeded``)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM auth_failures WHERE key = ?", (login_key,))
+
+    def auth_locks(self, now: float | None = None) -> dict[str, float]:
+        """{key: until (POSIX s)} of the lockouts in force, whichever process or node set them."""
+        now = time.time() if now is None else now
+        return {r[0]: r[1] for r in self._read("SELECT key, until FROM auth_locks WHERE until > ?", (now,))}
+
     # --- notice links, admin events, the send log -------------------------------------
 
     def use_token(self, nonce: str) -> bool:

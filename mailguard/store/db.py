@@ -67,6 +67,15 @@ CREATE TABLE IF NOT EXISTS recipients (
     PRIMARY KEY (queue_id, position)
 );
 CREATE INDEX IF NOT EXISTS recipients_address ON recipients(lower(address), status);
+CREATE TABLE IF NOT EXISTS auth_failures (
+    key TEXT NOT NULL,
+    at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS auth_failures_key ON auth_failures(key, at);
+CREATE TABLE IF NOT EXISTS auth_locks (
+    key   TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS used_tokens (
     nonce   TEXT PRIMARY KEY,
     used_at REAL NOT NULL
@@ -90,7 +99,7 @@ CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions(username);
 
 
 # The version this code writes (SQLite: PRAGMA user_version; PostgreSQL: mailguard_schema).
-# 1: the columns added up to 2026-11; 2: TSA tokens; 3: bodies in message_bodies, leases.
+# 1: the columns added up to 2026-11; 2: TSA tokens; 3: bodies in message_bodies, leases, shared AUTH lockouts.
 SCHEMA_VERSION = 3
 
 
