@@ -225,18 +225,18 @@ class Database:
                 raise
             self._commit()
 
-    def _begin(self) -> None:
+    def _begin(self, *then: str) -> None:
+        """BEGIN (and the write lock), then ``then`` (a first savepoint): one round trip on PostgreSQL."""
         self._backend.ensure()
         self._conn.log_head = None
-        for statement in self._backend.begin:
-            try:
-                self._conn.execute(statement)
-            except BaseException:
-                self._rollback()
-                raise
+        try:
+            self._backend.run(*self._backend.begin, *then)
+        except BaseException:
+            self._rollback()
+            raise
 
-    def _commit(self) -> None:
-        self._conn.execute("COMMIT")
+    def _commit(self, *first: str) -> None:
+        self._backend.run(*first, "COMMIT")
         self._conn.log_head = None   # other writers may append once the lock is released
 
     def _rollback(self) -> None:
@@ -253,26 +253,30 @@ class Database:
         """Group commit: run several calls in one transaction, one fsync for all.
 
         Each call runs inside its own savepoint, so a call that raises (a refused
-        transition, say) leaves no writes and does not disturb the others. Returns
+        transition, say) leaves no writes and does not disturb the others (a batch of one
+        needs none: its failure rolls back the transaction). Returns
         ``(ok, result or exception)`` per call; nothing is reported ok before COMMIT
         has returned, so a caller may still answer 250 only once its data is on disk.
         """
         outcomes: list[tuple[bool, Any]] = []
         with self._lock:
+            savepoints = ("SAVEPOINT call",) if len(calls) > 1 else ()
             try:
-                self._begin()
+                self._begin(*savepoints)
                 self._in_batch = True
-                for fn, args, kwargs in calls:
-                    self._conn.execute("SAVEPOINT call")
+                for n, (fn, args, kwargs) in enumerate(calls):
+                    if n:
+                        self._backend.run("RELEASE call", "SAVEPOINT call")
                     try:
                         outcomes.append((True, fn(*args, **kwargs)))
                     except Exception as exc:
+                        if not savepoints:
+                            raise
                         self._conn.execute("ROLLBACK TO call")
                         self._conn.log_head = None
                         outcomes.append((False, exc))
-                    self._conn.execute("RELEASE call")
                 self._in_batch = False
-                self._commit()
+                self._commit(*(("RELEASE call",) if savepoints else ()))
             except BaseException as exc:
                 self._in_batch = False
                 self._rollback()

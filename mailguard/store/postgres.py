@@ -134,6 +134,10 @@ class Backend:
         self.url, self.readonly = url, readonly
         self.conn = Connection(url, readonly=readonly)
 
+    def run(self, *statements: str) -> None:
+        """Statements without parameters (BEGIN, the lock, SAVEPOINT, COMMIT …) in one round trip."""
+        self.conn.raw.execute("; ".join(statements))
+
     def ensure(self) -> None:
         """A connection the server dropped (a restart, a failover) is opened again before the next
         statement; the statement that met the drop has already raised and rolled back."""

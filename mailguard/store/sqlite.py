@@ -104,6 +104,11 @@ class Backend:
             self.conn.execute(f"CREATE TRIGGER {trigger} BEFORE DELETE ON {table}"
                               " BEGIN SELECT RAISE(ABORT, 'send log is append-only'); END")
 
+    def run(self, *statements: str) -> None:
+        """Statements without parameters (BEGIN, SAVEPOINT, COMMIT …), one after the other."""
+        for statement in statements:
+            self.conn.raw.execute(statement)
+
     def ensure(self) -> None:
         """A file does not drop its connection."""
 
