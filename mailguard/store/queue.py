@@ -331,7 +331,7 @@ class QueueStore:
                 return None
             body = conn.execute("SELECT content FROM message_bodies WHERE queue_id = ?", (queue_id,)).fetchone()
             [message] = self._messages([row], conn)
-            copies = self.copies_of(conn, queue_id)
+            copies = self.copies_of(conn, queue_id) if any(r.copy is not None for r in message.recipients) else {}
         return replace(message, content=body[0] if body else b"", copies=copies or message.copies)
 
     def finish(self, queue_id: str, new_state: State, results: dict[str, tuple[RecipientStatus, str]],
@@ -341,18 +341,20 @@ class QueueStore:
         """Record a delivery attempt (``finish``) or an expiry (``expire``): per-recipient
         outcome, the new state, and the DSN to the sender, all in one transaction."""
         with self._write() as conn:
-            for address, (status, reply) in results.items():
-                conn.execute("UPDATE recipients SET status = ?, reply = ? WHERE queue_id = ? AND address = ?",
-                             (status, reply, queue_id, address))
-            self.activate_links(conn, queue_id, [a for a, (s, _) in results.items() if s == RecipientStatus.DELIVERED],
-                                entry.at)
-            self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at)
+            conn.executemany("UPDATE recipients SET status = ?, reply = ? WHERE queue_id = ? AND address = ?",
+                             [(status, reply, queue_id, address) for address, (status, reply) in results.items()])
+            msg = self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at)
+            # links and copies go together (each link reaches its recipient in a copy): none, nothing to do
+            copied = any(r.copy is not None for r in msg.recipients)
+            if copied:
+                self.activate_links(conn, queue_id, [a for a, (s, _) in results.items()
+                                                     if s == RecipientStatus.DELIVERED], entry.at)
             delivered = {a: provisions[a] for a, (s, _) in results.items()
                          if s == RecipientStatus.DELIVERED and a in (provisions or {})}
             if delivered:   # the provision record, in the delivery's own transaction (第29条)
                 log_seq = conn.execute("SELECT max(seq) FROM send_log").fetchone()[0]
                 ledger.record(conn, queue_id, entry.at, delivered, log_seq)
-            if new_state in (State.DELIVERED, State.BOUNCED):
+            if copied and new_state in (State.DELIVERED, State.BOUNCED):
                 self.drop_copies(conn, queue_id)
             if dsn is not None:
                 self._insert(conn, dsn, lifetime=dsn_lifetime, now=entry.at)
