@@ -184,8 +184,12 @@ def cmd_serve(settings: Settings, args) -> int:
 
 
 def cmd_db_migrate(settings: Settings, args) -> int:
-    """``mailguard db migrate``: the schema to this version (an existing database only)."""
-    before, after = _store(settings).migrated   # applied as the store opened
+    """``mailguard db migrate``: the schema to this version (an existing SQLite file only; on
+    PostgreSQL it also makes the tables in the empty database a cluster starts from)."""
+    from .store import Store
+
+    store = Store(settings.database_url) if settings.database_url else _store(settings)
+    before, after = store.migrated   # applied as the store opened
     print(f"スキーマ {before} → {after}" if before != after else f"スキーマ {after}: 更新は不要です")
     return 0
 

@@ -35,6 +35,14 @@ def _store(settings: Settings) -> Store:
     """The relay's store. Never creates one: a command run from another folder, or with another
     configuration, must not make an empty database and report "0 通" from it."""
     if settings.database_url:   # PostgreSQL: the server's own tables, wherever the CLI runs
+        probe = Store(settings.database_url, readonly=True)
+        empty = probe.schema_version() == 0
+        probe.close()
+        if empty:
+            where = settings.database_url.rpartition("@")[2]   # never the password
+            raise NoDatabase(f"PostgreSQL のデータベース {where} に mailguard の記録がありません。\n"
+                             "MAILGUARD_DATABASE_URL がサーバー (mailguard serve) と同じか確かめてください"
+                             " (最初の mailguard serve か mailguard db migrate が作ります)。")
         return Store(settings.database_url)
     try:
         found = settings.db_path.is_file()

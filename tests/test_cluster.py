@@ -199,3 +199,13 @@ def test_a_password_guesser_gets_no_more_tries_for_there_being_two_nodes(cluster
             with _smtp(node, "127.0.0.3") as client:
                 return _auth(client, "kaigo-taro", PASSWORD) == 454
         wait_for(locked, timeout=5, what=f"the lockout on node {node.tmp.name}")
+
+
+def test_the_cli_refuses_an_empty_database_and_db_migrate_makes_the_tables(tmp_path, upstream, dns_server, postgres):
+    home = tmp_path / "admin"
+    home.mkdir()
+    admin = Relay(home, relay_env(home, 0, upstream, dns_server.port, MAILGUARD_DATABASE_URL=postgres.database()), 0)
+    refused = admin.cli("queue", "list", check=False)      # a wrong URL must not report "0 通" from nothing
+    assert refused.returncode != 0 and "mailguard の記録がありません" in refused.stderr
+    assert "スキーマ 0 →" in admin.cli("db", "migrate").stdout
+    assert "0 通" in admin.cli("queue", "list").stdout

@@ -151,11 +151,14 @@ class Backend:
         return f"PostgreSQL {info.host}:{info.port}/{info.dbname}"
 
     def version(self) -> int:
-        self.conn.execute("CREATE TABLE IF NOT EXISTS mailguard_schema (version BIGINT NOT NULL)")
+        """0 for a database mailguard never wrote (read without creating anything)."""
+        if self.conn.execute("SELECT to_regclass('mailguard_schema')").fetchone()[0] is None:
+            return 0
         row = self.conn.execute("SELECT max(version) FROM mailguard_schema").fetchone()
         return row[0] or 0
 
     def set_version(self, version: int) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS mailguard_schema (version BIGINT NOT NULL)")
         self.conn.execute("DELETE FROM mailguard_schema")
         self.conn.execute("INSERT INTO mailguard_schema (version) VALUES (?)", (version,))
 
