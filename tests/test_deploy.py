@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import INTERNAL, send, sqlite_only, wait_for
+from conftest import INTERNAL, STAFF, send, sqlite_only, wait_for
 
 
 def _cli(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
@@ -77,3 +77,30 @@ def test_a_database_from_a_newer_mailguard_is_refused_and_an_older_one_migrated(
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and f"スキーマ {SCHEMA_VERSION + 1}" in refused.stderr
     assert "更新してください" in _cli(relay.env, relay.tmp, "queue", "list").stderr
+
+
+def test_a_version_2_database_keeps_its_messages_when_the_bodies_move_to_their_own_table(tmp_path):
+    import sqlite3
+
+    from mailguard.model import Envelope, Submission
+    from mailguard.store import Store
+
+    database = tmp_path / "mailguard.sqlite3"
+    store = Store(database)
+    store.accept(Submission("Q1", Envelope(STAFF, (f"c@{INTERNAL}",)), b"Subject: x\r\n\r\nbody\r\n", None,
+                            "127.0.0.1", "pc", "<m@x>", "x"), lifetime=3600)
+    store.close()
+    conn = sqlite3.connect(database)                            # as mailguard before schema 3 kept it
+    conn.execute("ALTER TABLE messages ADD COLUMN content BLOB NOT NULL DEFAULT x''")
+    conn.execute("ALTER TABLE messages ADD COLUMN original_content BLOB")
+    conn.execute("UPDATE messages SET content = (SELECT content FROM message_bodies b"
+                 " WHERE b.queue_id = messages.queue_id)")
+    conn.execute("DELETE FROM message_bodies")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = Store(database)
+    assert store.migrated == (2, 3)
+    assert store.get("Q1", content=True).content == b"Subject: x\r\n\r\nbody\r\n"
+    assert "content" not in store._backend.columns("messages")
+    store.close()

@@ -11,6 +11,7 @@ state change never rewrites a body.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -196,12 +197,15 @@ class Database:
         if "content" not in columns:
             return
         original = "original_content" if "original_content" in columns else "NULL"
-        # copied, then dropped: a crash between the two leaves both, and the next start ends the same
-        self._conn.execute("INSERT INTO message_bodies (queue_id, content, original_content)"
-                           f" SELECT queue_id, content, {original} FROM messages ON CONFLICT (queue_id) DO NOTHING")
-        for column in ("content", "original_content"):
-            if column in columns:
-                self._conn.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        # one transaction (PostgreSQL: the migration's own; SQLite: this one): copied and dropped together
+        with contextlib.nullcontext() if self.shared else self._write():
+            # "WHERE true": without it SQLite reads the upsert's ON as a join's
+            self._conn.execute("INSERT INTO message_bodies (queue_id, content, original_content)"
+                               f" SELECT queue_id, content, {original} FROM messages WHERE true"
+                               " ON CONFLICT (queue_id) DO NOTHING")
+            for column in ("content", "original_content"):
+                if column in columns:
+                    self._conn.execute(f"ALTER TABLE messages DROP COLUMN {column}")
 
     def close(self) -> None:
         self._backend.close()
@@ -220,10 +224,10 @@ class Database:
             self._begin()
             try:
                 yield self._conn
+                self._commit()
             except BaseException:
-                self._rollback()
+                self._rollback()   # also when COMMIT itself failed: no transaction is left open
                 raise
-            self._commit()
 
     def _begin(self, *then: str) -> None:
         """BEGIN (and the write lock), then ``then`` (a first savepoint): one round trip on PostgreSQL."""

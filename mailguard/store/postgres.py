@@ -128,7 +128,9 @@ class Backend:
     """What differs between the databases, for ``db.Database`` (PostgreSQL side)."""
 
     shared = True          # several nodes share it: leases and cluster-wide sweeps matter
-    begin = ("BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+    # READ COMMITTED whatever the server's default: each statement after the lock must see what the
+    # previous holder committed (a snapshot taken before the lock wait would fork the send log)
+    begin = ("BEGIN ISOLATION LEVEL READ COMMITTED", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
     def __init__(self, url: str, *, readonly: bool = False):
         self.url, self.readonly = url, readonly
@@ -191,7 +193,7 @@ class _Migration:
         self.conn = conn
 
     def __enter__(self):
-        self.conn.execute("BEGIN")
+        self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         self.conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
     def __exit__(self, kind, *exc) -> None:
