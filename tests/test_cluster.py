@@ -26,13 +26,13 @@ def cluster(tmp_path, upstream, dns_server, postgres):
     url = postgres.database()
     nodes: list[Relay] = []
 
-    def make(name: str, *, own_key: bool = False, **extra: str) -> Relay:
+    def make(name: str, *, own_key: bool = False, lease: str = LEASE, **extra: str) -> Relay:
         home = tmp_path / name
         (home / "var").mkdir(parents=True, mode=0o700)
         if nodes and not own_key:   # every node signs the log's checkpoints with one key (README)
             shutil.copy2(nodes[0].tmp / "var" / "checkpoint.key", home / "var" / "checkpoint.key")
         env = relay_env(home, 0, upstream, dns_server.port, MAILGUARD_DATABASE_URL=url,
-                        MAILGUARD_LEASE_SECONDS=LEASE, MAILGUARD_HOSTNAME=f"{name}.mailguard.test", **extra)
+                        MAILGUARD_LEASE_SECONDS=lease, MAILGUARD_HOSTNAME=f"{name}.mailguard.test", **extra)
         node = Relay(home, env, 0)
         nodes.append(node)
         return node.start()
@@ -60,26 +60,28 @@ def _send_many(nodes: list[Relay], count: int, sessions: int = 8) -> None:
 
 
 def test_a_thousand_messages_to_two_nodes_are_each_delivered_once(cluster, upstream):
-    a = cluster("a", MAILGUARD_PROCESSES="2")   # a receiver process beside serve, on PostgreSQL too
-    b = cluster("b")
+    # a receiver process beside serve, on PostgreSQL too; leases long enough that a renewal slowed by
+    # the load (two suites on two cores) is never mistaken for a dead node
+    a = cluster("a", MAILGUARD_PROCESSES="2", lease="30")
+    b = cluster("b", lease="30")
     _send_many([a, b], 1000)
     wait_for(lambda: len(upstream.messages) >= 1000, timeout=120, what="1000 deliveries")
     counts = collections.Counter(m.rcpt_tos[0] for m in upstream.messages)
     assert counts == {f"c{n}@{INTERNAL}": 1 for n in range(1000)}
-    assert a.store.state_counts() == {"delivered": 1000}
+    wait_for(lambda: a.store.state_counts() == {"delivered": 1000}, what="every outcome stored")
     assert "delivered via" in a.log() and "delivered via" in b.log()   # both nodes did the work
     assert a.store.verify_log() == (a.store._conn.execute("SELECT count(*) FROM send_log").fetchone()[0], None)
 
 
 def test_holds_end_once_and_a_cancel_through_one_node_stops_what_the_other_holds(cluster, upstream):
-    a = cluster("a", MAILGUARD_HOLD_DELAY="4")
-    b = cluster("b", MAILGUARD_HOLD_DELAY="4")
+    a = cluster("a", MAILGUARD_HOLD_DELAY="8")   # long enough to cancel one before the holds end
+    b = cluster("b", MAILGUARD_HOLD_DELAY="8")
     held = [send(b, [REGISTERED], subject=f"紹介状 {n}") for n in range(6)]
     for queue_id in held:
         assert b.wait_decided(queue_id) == "delayed"
     a.cli("queue", "cancel", held[0])                           # the sender cancels, through node A
     assert a.state(held[0]) == "cancelled"
-    wait_for(lambda: len(upstream.to(REGISTERED)) == 5, timeout=20, what="the other five delivered")
+    wait_for(lambda: len(upstream.to(REGISTERED)) == 5, timeout=30, what="the other five delivered")
     wait_for(lambda: all(a.state(q) == "delivered" for q in held[1:]), what="delivered state")
     subjects = sorted(str(m.message["Subject"]) for m in upstream.to(REGISTERED))
     assert subjects == [f"紹介状 {n}" for n in range(1, 6)]     # the cancelled one never left
@@ -98,10 +100,10 @@ def test_a_node_killed_mid_delivery_loses_nothing_and_the_other_delivers_after_i
     upstream.hang.clear()
     for n in range(3):
         upstream.wait_to(f"leased{n}@{INTERNAL}", timeout=20)
+    # only B can have stored "delivered" (A is dead; A's stalled sessions may reach the upstream too)
     wait_for(lambda: all(b.state(q) == "delivered" for q in sent), timeout=20, what="delivered by node B")
     for queue_id in sent:
         assert "recovered" in [e.event for e in b.events(queue_id)]
-    assert "stopped renewing its lease" in b.log()
     assert b.store.verify_log()[1] is None                      # one chain, written by both nodes
     b.stop()                                                    # B signs the log at stop, with A's key
     _, problems, _ = b.store.verify_with_key(_public_key(a))
@@ -209,3 +211,26 @@ def test_the_cli_refuses_an_empty_database_and_db_migrate_makes_the_tables(tmp_p
     assert refused.returncode != 0 and "mailguard の記録がありません" in refused.stderr
     assert "スキーマ 0 →" in admin.cli("db", "migrate").stdout
     assert "0 通" in admin.cli("queue", "list").stdout
+
+
+def test_an_attempt_recorded_after_its_lease_was_taken_over_does_not_overwrite_the_new_one(postgres):
+    import time
+
+    from mailguard.model import Action, Envelope, RecipientStatus, State, Submission, Verdict
+    from mailguard.store import LeaseLost, LogEntry, Store
+
+    url = postgres.database()
+    a, b = Store(url, node="a"), Store(url, node="b")
+    a.accept(Submission("Q1", Envelope(STAFF, (f"c@{INTERNAL}",)), b"Subject: x\r\n\r\nx\r\n", None, "127.0.0.1",
+                        "pc", "<m@x>", "x"), lifetime=3600)
+    a.apply_verdict("Q1", Verdict(Action.DELIVER, None, ()), State.READY)
+    now = time.time()
+    assert a.claim("Q1", lease=5, now=now).state is State.DELIVERING
+    assert b.recover(now=now + 10) == ["Q1"]                    # A stopped renewing: B takes it back
+    assert b.claim("Q1", lease=60, now=now + 10) is not None
+    delivered = {f"c@{INTERNAL}": (RecipientStatus.DELIVERED, "250 ok")}
+    with pytest.raises(LeaseLost):                              # A wakes up: its outcome is not B's
+        a.finish("Q1", State.DELIVERED, delivered, LogEntry(event="delivery", queue_id="Q1"))
+    b.finish("Q1", State.DELIVERED, delivered, LogEntry(event="delivery", queue_id="Q1"))
+    assert b.get("Q1").state is State.DELIVERED
+    assert [e.event for _, e in b.log(queue_id="Q1")].count("delivery") == 1

@@ -44,7 +44,7 @@ from ..notices import dsn
 from ..policy import Policy, PolicyWatcher
 from ..settings import Settings
 from ..smtp import Attempt, Deliverer
-from ..store import AsyncStore, LogEntry, TransitionError
+from ..store import AsyncStore, LeaseLost, LogEntry, TransitionError
 from . import holds, webhooks
 from .leases import Leases
 from .sweeps import Sweeps
@@ -80,7 +80,9 @@ class QueueManager:
         # attempts whose outcome could not be stored yet: the message stays delivering meanwhile
         self._unrecorded: dict[str, tuple[QueuedMessage, Attempt]] = {}
         self.sweeps = Sweeps(settings, db, policies, self._spawn, self.wake)
-        self.leases = Leases(settings, db, lambda: [*self._deciding, *self._active], self._recovered, self.rescan)
+        # renewed: what is being decided, delivered, or delivered with its outcome not yet stored
+        self.leases = Leases(settings, db, lambda: [*self._deciding, *self._active, *self._unrecorded],
+                             self._recovered, self.rescan)
         self.facts = FactGatherer(settings, db, dns=settings.dns_checks)
         self.content = ContentInspector(Limits.from_settings(settings), settings.inspect_workers,
                                         settings.inspect_max_memory)
@@ -131,13 +133,13 @@ class QueueManager:
         for message, attempt in list(self._unrecorded.values()):   # a last try: else delivered again after restart
             await self._record_safely(message, attempt)
         self.leases.stop()
-        try:   # what this node did not get to decide is for the other nodes now, not after its lease
-            await self.db.release_leases()
-        except Exception:
-            log.exception("releasing this node's leases failed; they expire in %.0f s", self.settings.lease_seconds)
         for task in list(self._background):
             task.cancel()
         await self.sweeps.checkpoint(final=True)   # the log as it stands at stop, signed (and stamped)
+        try:   # what this node did not get to decide, and its sweeps, are the other nodes' now
+            await self.db.release_leases()
+        except Exception:
+            log.exception("releasing this node's leases failed; they expire in %.0f s", self.settings.lease_seconds)
         if isinstance(self.deliverer, Deliverer):
             self.deliverer.close()
         self.content.close()
@@ -358,6 +360,10 @@ class QueueManager:
         for plain in (False, True):
             try:
                 await self._record(message, attempt, plain=plain)
+                self._unrecorded.pop(message.queue_id, None)
+                return
+            except LeaseLost as exc:   # another node's attempt is the one the records keep
+                log.error("%s: %s; this attempt via %s: %s", message.queue_id, exc, attempt.remote, attempt.replies)
                 self._unrecorded.pop(message.queue_id, None)
                 return
             except Exception:

@@ -35,7 +35,7 @@ from .leases import LeaseStore
 from .ledger import BASIS_LABELS, PROTECTION_LABELS, LedgerStore
 from .links import CLOSED_LABELS, Link, LinkStore
 from .retention import RetentionStore
-from .queue import TRANSITIONS, QueueStore, TransitionError
+from .queue import TRANSITIONS, LeaseLost, QueueStore, TransitionError
 from .sendlog import LogEntry
 
 
@@ -43,4 +43,4 @@ class Store(QueueStore, LeaseStore, LinkStore, ApprovalStore, LedgerStore, Reten
     """Synchronous access to the database at ``path`` (created on first use)."""
 
 
-__all__ = ["Store", "Waiting", "BASIS_LABELS", "PROTECTION_LABELS", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]
+__all__ = ["Store", "Waiting", "BASIS_LABELS", "PROTECTION_LABELS", "Link", "CLOSED_LABELS", "AsyncStore", "TransitionError", "LeaseLost", "TRANSITIONS", "LogEntry", "private_dir", "private_file"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import checkpoints, sendlog, timestamps
 from .sendlog import LogEntry
+from .aio import reads
 
 
 class AccountStore:
@@ -53,10 +54,12 @@ class AccountStore:
         with self._write() as conn:
             conn.execute("UPDATE users SET password_hash = ? WHERE username = ?", (password_hash, username))
 
+    @reads
     def get_user(self, username: str) -> dict | None:
         rows = self._read("SELECT * FROM users WHERE username = ?", (username,))
         return _user(rows[0]) if rows else None
 
+    @reads
     def list_users(self) -> list[dict]:
         return [_user(r) for r in self._read("SELECT * FROM users ORDER BY username")]
 
@@ -108,6 +111,7 @@ class AccountStore:
         with self._write() as conn:
             conn.execute("DELETE FROM auth_failures WHERE key = ?", (login_key,))
 
+    @reads
     def auth_locks(self, now: float | None = None) -> dict[str, float]:
         """{key: until (POSIX s)} of the lockouts in force, whichever process or node set them."""
         now = time.time() if now is None else now

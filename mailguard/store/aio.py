@@ -2,7 +2,8 @@
 
 The event loop never waits on the disk. Calls that arrive while the thread is
 busy are run together as one batch (``Database.run_batch``): under load, many
-SMTP sessions' messages share one fsync instead of queueing for one each.
+SMTP sessions' messages share one fsync instead of queueing for one each. Methods marked
+``@reads`` run outside that transaction, after it commits: they never take the write lock.
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ import asyncio
 import queue
 import threading
 from typing import Any, Callable
+
+
+def reads(method: Callable) -> Callable:
+    """Marks a store method that only reads: the store's thread (``AsyncStore``) runs it outside the batch's
+    write transaction, so it never waits for, nor holds, the write lock every node's writes share."""
+    method.reads_only = True
+    return method
 
 
 class AsyncStore:
@@ -55,17 +63,29 @@ class AsyncStore:
                     self._calls.put(None)   # stop after this batch
                     break
                 batch.append(item)
+            writes = [item for item in batch if not getattr(item[0], "reads_only", False)]
             try:
-                outcomes = self.store.run_batch([(fn, args, kwargs) for fn, args, kwargs, _, _ in batch])
+                outcomes = self.store.run_batch([(fn, args, kwargs) for fn, args, kwargs, _, _ in writes]) \
+                    if writes else []
             except BaseException as exc:   # this thread must outlive any failure: every caller waits on it
-                outcomes = [(False, exc)] * len(batch)
-            for (_, _, _, loop, future), (ok, value) in zip(batch, outcomes):
+                outcomes = [(False, exc)] * len(writes)
+            for (_, _, _, loop, future), (ok, value) in zip(writes, outcomes):
                 loop.call_soon_threadsafe(_settle, future, ok, value)
+            for fn, args, kwargs, loop, future in batch:   # reads, after the writes before them committed
+                if getattr(fn, "reads_only", False):
+                    loop.call_soon_threadsafe(_settle, future, *_call(fn, args, kwargs))
 
     def close(self) -> None:
         self._calls.put(None)
         self._thread.join()
         self.store.close()
+
+
+def _call(fn: Callable, args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    try:
+        return True, fn(*args, **kwargs)
+    except BaseException as exc:
+        return False, exc
 
 
 def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:

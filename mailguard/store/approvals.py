@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..model import QueuedMessage, State, Submission
 from .sendlog import LogEntry
+from .aio import reads
 
 COLUMNS = (("held_at", "REAL"), ("escalated", "INTEGER NOT NULL DEFAULT 0"), ("reminded_at", "REAL"),
            ("approvals", "TEXT NOT NULL DEFAULT '[]'"))
@@ -34,6 +35,7 @@ class Waiting:
 class ApprovalStore:
     """Mixed into ``Store`` (uses ``_write``, ``_read``, ``_insert``, ``_messages``, ``_with_message``)."""
 
+    @reads
     def waiting(self, states: tuple[State, ...] = (State.AWAITING_APPROVAL,)) -> list[Waiting]:
         from .queue import MESSAGE_COLUMNS
 
@@ -43,6 +45,7 @@ class ApprovalStore:
         return [Waiting(messages[r["queue_id"]], r["held_at"] or r["received_at"], bool(r["escalated"]),
                         r["reminded_at"], tuple(json.loads(r["approvals"]))) for r in rows]
 
+    @reads
     def approvals_of(self, queue_id: str) -> tuple[str, ...]:
         rows = self._read("SELECT approvals FROM messages WHERE queue_id = ?", (queue_id,))
         return tuple(json.loads(rows[0][0])) if rows else ()

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import approvals, checkpoints, ledger, links, retention, sendlog, timestamps
-from .sqlite import private_dir, private_file
+from .aio import reads
+from .sqlite import private_dir, private_file  # noqa: F401  (re-exported: store.private_dir)
 
 log = logging.getLogger("mailguard.store")
 
@@ -141,6 +142,11 @@ class Database:
         self.shared = self._backend.shared
         if not readonly:
             self.migrated = self.migrate()   # (version found, version now)
+
+    def clock(self) -> float:
+        """Now (POSIX s) on the database's clock: leases are set by one node and judged by another, so
+        they are measured on one clock (PostgreSQL's, by an offset taken at each connect)."""
+        return time.time() + self._backend.clock_offset
 
     @property
     def _conn(self):
@@ -292,10 +298,12 @@ class Database:
             self._backend.ensure()
             return self._conn.execute(sql, tuple(args)).fetchall()
 
+    @reads
     def state_counts(self) -> dict[str, int]:
         """{state: number of messages} (for ``/metrics``; the index on state serves it)."""
         return {row[0]: row[1] for row in self._read("SELECT state, count(*) FROM messages GROUP BY state")}
 
+    @reads
     def ping(self) -> bool:
         """The database answers a query (``/healthz``); raises when it does not."""
         return self._read("SELECT 1")[0][0] == 1

@@ -12,7 +12,6 @@ the claim that follows it are one atomic step.
 
 from __future__ import annotations
 
-import time
 from typing import Iterable
 
 from ..model import State
@@ -36,7 +35,7 @@ class LeaseStore:
         ids = list(queue_ids)
         if not ids:
             return []
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         marks = ",".join("?" * len(ids))
         with self._write() as conn:
             conn.execute(f"UPDATE messages SET lease_expires = ? WHERE lease_owner = ? AND queue_id IN ({marks})",
@@ -49,7 +48,7 @@ class LeaseStore:
         """Messages caught mid-delivery by a crash go back to ready. One node (SQLite): at start,
         all of them. Several nodes: those whose lease has expired (its node stopped renewing it),
         checked by every node's scan; a live node's attempts are left alone."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         sql = "SELECT queue_id FROM messages WHERE state = ?"
         if self.shared:
             sql += " AND (lease_expires IS NULL OR lease_expires < ?)"
@@ -66,7 +65,7 @@ class LeaseStore:
     def take_job(self, name: str, seconds: float, *, now: float | None = None) -> bool:
         """A cluster-wide job lease (``sweeps``): True while this node holds ``name``, taken when free
         or expired and renewed by the holder for ``seconds``; what it guards then runs on one node."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self._write() as conn:
             return conn.execute("INSERT INTO job_leases (name, owner, expires) VALUES (?,?,?)"
                                 " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires = excluded.expires"

@@ -38,6 +38,7 @@ from typing import Any
 from .. import vault
 from .sendlog import LogEntry
 from . import sendlog
+from .aio import reads
 
 log = logging.getLogger("mailguard.store")
 
@@ -194,10 +195,12 @@ class LinkStore:
 
     # -- the download side ---------------------------------------------------------------
 
+    @reads
     def get_link(self, link_id: str) -> Link | None:
         rows = self._read("SELECT * FROM links WHERE link_id = ?", (link_id,))
         return _link(rows[0]) if rows else None
 
+    @reads
     def links(self, queue_id: str | None = None, limit: int = 1000) -> list[Link]:
         if queue_id:
             rows = self._read("SELECT * FROM links WHERE queue_id = ? ORDER BY created_at, recipient", (queue_id,))

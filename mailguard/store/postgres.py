@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from typing import Any, Iterable
 
 import psycopg
@@ -135,6 +136,13 @@ class Backend:
     def __init__(self, url: str, *, readonly: bool = False):
         self.url, self.readonly = url, readonly
         self.conn = Connection(url, readonly=readonly)
+        self.clock_offset = self._offset()
+
+    def _offset(self) -> float:
+        """Seconds the database's clock is ahead of this machine's (half a round trip's accuracy)."""
+        before = time.time()
+        server = self.conn.execute("SELECT extract(epoch from clock_timestamp())::float8").fetchone()[0]
+        return server - (before + time.time()) / 2
 
     def run(self, *statements: str) -> None:
         """Statements without parameters (BEGIN, the lock, SAVEPOINT, COMMIT …) in one round trip."""
@@ -146,6 +154,7 @@ class Backend:
         if self.conn.raw.closed or self.conn.raw.broken:
             self.conn.close()
             self.conn = Connection(self.url, readonly=self.readonly)
+            self.clock_offset = self._offset()
 
     @property
     def name(self) -> str:

@@ -19,6 +19,7 @@ from ..model import (STATE_LABELS, Envelope, Finding, Origin, Provision, QueuedM
 from ..vault import Protected
 from . import ledger, sendlog
 from .sendlog import LogEntry
+from .aio import reads
 
 S = State
 # transition name → (states it may leave, states it may reach). The life of a message:
@@ -71,6 +72,15 @@ class TransitionError(Exception):
         super().__init__(f"{queue_id}: {self.WANTED.get(wanted, wanted)}できません — {where}")
 
 
+class LeaseLost(TransitionError):
+    """The attempt being recorded is no longer this node's: its lease expired and another node claimed
+    the message (a node paused longer than MAILGUARD_LEASE_SECONDS). That node's attempt counts."""
+
+    def __init__(self, queue_id: str, state: State | None, wanted: str):
+        super().__init__(queue_id, state, wanted)
+        self.args = (f"{queue_id}: 別のノードが配送を引き継いだため、この配送の結果は記録しません",)
+
+
 class QueueStore:
     """Queue methods of the store (mixed into ``Store`` with ``Database``)."""
 
@@ -108,11 +118,13 @@ class QueueStore:
 
     # --- reading ----------------------------------------------------------------------
 
+    @reads
     def get(self, queue_id: str, *, content: bool = False) -> QueuedMessage | None:
         rows = self._read(f"SELECT {MESSAGE_COLUMNS}{WITH_CONTENT if content else ' FROM messages'}"
                           " WHERE queue_id = ?", (queue_id,))
         return self._messages(rows)[0] if rows else None
 
+    @reads
     def list(self, states: Iterable[State] | None = None, *, sender: str | None = None,
              limit: int = 1000) -> list[QueuedMessage]:
         """Messages, oldest first, filtered by state and envelope sender / authenticated user."""
@@ -151,7 +163,7 @@ class QueueStore:
         At most ``limit`` messages and, past the first, at most ``max_bytes`` of content
         together: a backlog of 25 MB messages must not be read into memory at once.
         """
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         skip = list(exclude)
         sql = "SELECT queue_id, size FROM messages WHERE state = ? AND (lease_owner IS NULL OR lease_owner = ?" \
               " OR lease_expires < ?)"
@@ -176,6 +188,7 @@ class QueueStore:
                                 " ORDER BY queue_id", ids).fetchall()
             return self._messages(rows, conn)
 
+    @reads
     def due_ids(self, now: float, limit: int = 1000) -> dict[str, list[str]]:
         """Queue ids with work due at ``now``, oldest first: ``expire`` (not yet delivered
         past the lifetime), ``release`` (hold ended), ``deliver`` (ready, or deferred and due)."""
@@ -192,6 +205,7 @@ class QueueStore:
                            (State.READY, State.DEFERRED, now, now)),
         }
 
+    @reads
     def delivered_before(self, addresses: Iterable[str]) -> frozenset[str]:
         """Which of ``addresses`` (lower-cased) some earlier message was delivered to."""
         keys = sorted({a.lower() for a in addresses})
@@ -201,6 +215,7 @@ class QueueStore:
                           f" lower(address) IN ({','.join('?' * len(keys))})", [RecipientStatus.DELIVERED, *keys])
         return frozenset(row[0] for row in rows)
 
+    @reads
     def correspondents(self, limit: int = 5000, window: int = 50_000) -> frozenset[str]:
         """The most recent ``limit`` distinct addresses mail was delivered to (lower-cased), among
         the last ``window`` recipient rows: the cost stays bounded after years of mail."""
@@ -217,17 +232,21 @@ class QueueStore:
         return State(row[0]) if row else None
 
     def _transition(self, conn: Any, queue_id: str, name: str, new_state: State,
-                    entry: LogEntry, **columns: Any) -> QueuedMessage:
-        """Apply transition ``name`` (a row of TRANSITIONS) to ``new_state``; raises TransitionError."""
+                    entry: LogEntry, *, held_by: str | None = None, **columns: Any) -> QueuedMessage:
+        """Apply transition ``name`` (a row of TRANSITIONS) to ``new_state``; raises TransitionError, and
+        LeaseLost when ``held_by`` (the node recording its own attempt) no longer holds the lease."""
         leaves, reaches = TRANSITIONS[name]
         assert new_state in reaches, f"{name} cannot reach {new_state}"
         sets = ", ".join(f"{k} = ?" for k in ("state", "updated_at", *columns))
         # the check and the change in one statement; a change of state ends any lease on the message
+        owner = " AND lease_owner = ?" if held_by else ""
         row = conn.execute(f"UPDATE messages SET {sets}, lease_owner = NULL, lease_expires = NULL WHERE queue_id = ?"
-                           f" AND state IN ({','.join('?' * len(leaves))}) RETURNING {MESSAGE_COLUMNS}",
-                           (new_state, entry.at, *columns.values(), queue_id, *sorted(leaves))).fetchone()
+                           f" AND state IN ({','.join('?' * len(leaves))}){owner} RETURNING {MESSAGE_COLUMNS}",
+                           (new_state, entry.at, *columns.values(), queue_id, *sorted(leaves),
+                            *((held_by,) if held_by else ()))).fetchone()
         if row is None:
-            raise TransitionError(queue_id, self._state_of(conn, queue_id), name)
+            current = self._state_of(conn, queue_id)
+            raise (LeaseLost if held_by and current in leaves else TransitionError)(queue_id, current, name)
         rcpts = tuple(_recipient(r) for r in conn.execute(
             "SELECT address, status, reply, deliver_to, copy FROM recipients WHERE queue_id = ? ORDER BY position",
             (queue_id,)))
@@ -319,7 +338,7 @@ class QueueStore:
         """ready/deferred → delivering, with content, leased to this node for ``lease`` seconds
         (renewed while the attempt lasts: ``renew_leases``); None if someone else acted first.
         Not logged: the attempt's outcome is (``finish``)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self._write() as conn:
             # a deferred message listed as due, then retried and deferred again meanwhile, is not yet due
             row = conn.execute("UPDATE messages SET state = ?, updated_at = ?, attempts = attempts + 1, lease_owner = ?,"
@@ -343,7 +362,8 @@ class QueueStore:
         with self._write() as conn:
             conn.executemany("UPDATE recipients SET status = ?, reply = ? WHERE queue_id = ? AND address = ?",
                              [(status, reply, queue_id, address) for address, (status, reply) in results.items()])
-            msg = self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at)
+            msg = self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at,
+                                   held_by=self.node if transition == "finish" else None)
             # links and copies go together (each link reaches its recipient in a copy): none, nothing to do
             copied = any(r.copy is not None for r in msg.recipients)
             if copied:
@@ -364,7 +384,7 @@ class QueueStore:
         with self._write() as conn:
             self._transition(conn, queue_id, "defer", State.DEFERRED,
                              LogEntry(event="delivery_error", queue_id=queue_id, reply=error[:1000]),
-                             next_attempt_at=next_attempt_at)
+                             next_attempt_at=next_attempt_at, held_by=self.node)
 
 
 def _recipient(row) -> Recipient:

@@ -58,6 +58,7 @@ class Backend:
     """What differs between the databases, for ``db.Database`` (SQLite side)."""
 
     shared = False         # one node: no other process claims its work
+    clock_offset = 0.0     # one machine, one clock
     begin = ("BEGIN IMMEDIATE",)
 
     def __init__(self, path: Path, *, readonly: bool = False):
