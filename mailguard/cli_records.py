@@ -39,8 +39,7 @@ def _store(settings: Settings) -> Store:
         empty = probe.schema_version() == 0
         probe.close()
         if empty:
-            where = settings.database_url.rpartition("@")[2]   # never the password
-            raise NoDatabase(f"PostgreSQL のデータベース {where} に mailguard の記録がありません。\n"
+            raise NoDatabase(f"PostgreSQL のデータベース {settings.database_label} に mailguard の記録がありません。\n"
                              "MAILGUARD_DATABASE_URL がサーバー (mailguard serve) と同じか確かめてください"
                              " (最初の mailguard serve か mailguard db migrate が作ります)。")
         return Store(settings.database_url)

@@ -233,6 +233,11 @@ class QueuedMessage:
     content: bytes | None = None
     copies: dict[int, bytes] = field(default_factory=dict, repr=False)   # loaded with the content
 
+    @property
+    def has_copies(self) -> bool:
+        """Some recipient gets a copy of its own (link delivery, a partner's zip): each link travels in one."""
+        return any(r.copy is not None for r in self.recipients)
+
     def content_for(self, address: str) -> bytes:
         """What this recipient is sent: its own copy (link delivery, a partner's zip) or the main content."""
         number = next((r.copy for r in self.recipients if r.address == address), None)

@@ -151,8 +151,7 @@ def open_store(settings: Settings) -> Store:
         raise StartupError(str(exc)) from None
     except Exception as exc:
         if settings.database_url and type(exc).__module__.startswith("psycopg"):
-            where = settings.database_url.rpartition("@")[2]   # never the password
-            raise StartupError(f"PostgreSQL ({where}) に接続できません: {str(exc).strip()[:300]}\n"
+            raise StartupError(f"PostgreSQL ({settings.database_label}) に接続できません: {str(exc).strip()[:300]}\n"
                                "MAILGUARD_DATABASE_URL、サーバーの起動、ユーザーの権限を確認してください。") from None
         if not isinstance(exc, (OSError, sqlite3.Error)):
             raise

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .endpoints import LISTENER_MODES, HostPort, Listener  # noqa: F401  (re-exported: settings.HostPort)
+from .endpoints import HostPort, Listener  # noqa: F401  (Listener re-exported: settings.Listener)
 
 ENV_PREFIX = "MAILGUARD_"
 
@@ -311,6 +311,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "mailguard.sqlite3"
+
+    @property
+    def database_label(self) -> str:
+        """The database as messages name it: host/name of the URL without user and password, or the file."""
+        return self.database_url.rpartition("@")[2] if self.database_url else str(self.db_path.resolve())
 
     @property
     def database(self) -> Path | str:

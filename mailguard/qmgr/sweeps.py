@@ -45,7 +45,7 @@ class Sweeps:
         it stamped: in the background, one round at a time, so a slow TSA never holds up the queue;
         at stop, a last round of at most ``tsa.FINAL`` seconds. Several nodes: the one running the
         sweeps signs."""
-        if final and self.db.store.shared and not await self._ours():
+        if final and not await self._ours():
             return
         if self.db.store.shared and not self._key_checked:
             self._key_checked = True

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -122,10 +125,6 @@ class Database:
     def __init__(self, target: Path | str, *, readonly: bool = False, node: str = ""):
         """``readonly``: open an existing database for reading only (``mailguard scan``):
         no file is created, no mode changed, no schema touched."""
-        import os
-        import secrets
-        import socket
-
         self.node = node or f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
         self._lock = threading.RLock()
         self._in_batch = False

@@ -134,7 +134,7 @@ class LinkStore:
 
     @property
     def links_dir(self) -> Path:
-        return self.path.parent / "links" if self.path else Path("/nonexistent")
+        return self.path.parent / "links"   # SQLite only: PostgreSQL keeps the files in link_files
 
     def _link_files(self, queue_id: str) -> Path:
         return self.links_dir / queue_id

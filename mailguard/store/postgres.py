@@ -24,10 +24,11 @@ On failure: psycopg's exceptions propagate; the caller's transaction is rolled b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import psycopg
 from psycopg.rows import RowMaker
@@ -86,8 +87,7 @@ def _row_class(names: tuple[str, ...]) -> type[Row]:
 def _rows(cursor) -> RowMaker[Row]:
     if cursor.description is None:
         return tuple
-    cls = _row_class(tuple(c.name for c in cursor.description))
-    return cls
+    return _row_class(tuple(c.name for c in cursor.description))
 
 
 def _values(args: Iterable[Any]) -> tuple:
@@ -183,7 +183,17 @@ class Backend:
     def migrating(self):
         """A migration is one transaction under the write lock: nodes starting together migrate one
         after the other, and a running node's writes never deadlock against the DDL's table locks."""
-        return _Migration(self.conn)
+        return self._transaction()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.run(*self.begin)
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def allow_delete(self, table: str, trigger: str, allowed: bool) -> None:
         """Switch an append-only trigger off (on) inside the caller's transaction."""
@@ -195,18 +205,6 @@ class Backend:
 
     def close(self) -> None:
         self.conn.close()
-
-
-class _Migration:
-    def __init__(self, conn: Connection):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-        self.conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-
-    def __exit__(self, kind, *exc) -> None:
-        self.conn.execute("ROLLBACK" if kind else "COMMIT")
 
 
 def listen(url: str, on_wake, stop) -> None:

@@ -247,10 +247,7 @@ class QueueStore:
         if row is None:
             current = self._state_of(conn, queue_id)
             raise (LeaseLost if held_by and current in leaves else TransitionError)(queue_id, current, name)
-        rcpts = tuple(_recipient(r) for r in conn.execute(
-            "SELECT address, status, reply, deliver_to, copy FROM recipients WHERE queue_id = ? ORDER BY position",
-            (queue_id,)))
-        msg = _message(row, rcpts)
+        [msg] = self._messages([row], conn)
         sendlog.append(conn, _with_message(entry, msg))
         return msg
 
@@ -350,8 +347,8 @@ class QueueStore:
                 return None
             body = conn.execute("SELECT content FROM message_bodies WHERE queue_id = ?", (queue_id,)).fetchone()
             [message] = self._messages([row], conn)
-            copies = self.copies_of(conn, queue_id) if any(r.copy is not None for r in message.recipients) else {}
-        return replace(message, content=body[0] if body else b"", copies=copies or message.copies)
+            copies = self.copies_of(conn, queue_id) if message.has_copies else {}
+        return replace(message, content=body[0] if body else b"", copies=copies)
 
     def finish(self, queue_id: str, new_state: State, results: dict[str, tuple[RecipientStatus, str]],
                entry: LogEntry, *, transition: str = "finish", next_attempt_at: float | None = None,
@@ -364,9 +361,7 @@ class QueueStore:
                              [(status, reply, queue_id, address) for address, (status, reply) in results.items()])
             msg = self._transition(conn, queue_id, transition, new_state, entry, next_attempt_at=next_attempt_at,
                                    held_by=self.node if transition == "finish" else None)
-            # links and copies go together (each link reaches its recipient in a copy): none, nothing to do
-            copied = any(r.copy is not None for r in msg.recipients)
-            if copied:
+            if msg.has_copies:   # no copies, no links: nothing to activate or drop
                 self.activate_links(conn, queue_id, [a for a, (s, _) in results.items()
                                                      if s == RecipientStatus.DELIVERED], entry.at)
             delivered = {a: provisions[a] for a, (s, _) in results.items()
@@ -374,7 +369,7 @@ class QueueStore:
             if delivered:   # the provision record, in the delivery's own transaction (第29条)
                 log_seq = conn.execute("SELECT max(seq) FROM send_log").fetchone()[0]
                 ledger.record(conn, queue_id, entry.at, delivered, log_seq)
-            if copied and new_state in (State.DELIVERED, State.BOUNCED):
+            if msg.has_copies and new_state in (State.DELIVERED, State.BOUNCED):
                 self.drop_copies(conn, queue_id)
             if dsn is not None:
                 self._insert(conn, dsn, lifetime=dsn_lifetime, now=entry.at)
